@@ -1,0 +1,279 @@
+//! Atomic publish (design.md, contract 2): nothing half-written is ever
+//! published.
+//!
+//! A backup is written to a hidden temporary name in its destination
+//! directory (`.tb-tmp.NAME.PID`, mode 0600), fsynced, verified by the
+//! caller, then renamed to its final name with `RENAME_NOREPLACE` (an
+//! existing backup is never overwritten) and the directory is fsynced, so a
+//! reader sees either nothing or the whole file, also after a crash. A temp
+//! that is not published is removed when it is dropped; one left by a
+//! killed run is removed by the next run under the directory lock
+//! ([`remove_stale_temps`]). This follows bupstash's build-rename-sync_dir.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::error::{Cause, Failure};
+use crate::naming::{TEMP_PREFIX, is_temp};
+
+/// Mode of every file we create.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory we create.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Create `dir` and any missing parents with mode 0700. Existing
+/// directories keep their mode.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("cannot create directory '{}'", dir.display()))
+}
+
+/// A file being written under a temporary name beside its destination.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    dest: PathBuf,
+    file: File,
+    published: bool,
+}
+
+/// The temporary path used for `dest`.
+pub fn temp_path_for(dest: &Path) -> PathBuf {
+    let mut name = OsString::from(TEMP_PREFIX);
+    name.push(dest.file_name().unwrap_or(OsStr::new("out")));
+    name.push(format!(".{}", std::process::id()));
+    dest.with_file_name(name)
+}
+
+impl TempFile {
+    /// Create the temporary file for `dest` (exclusive, 0600).
+    pub fn create(dest: &Path) -> Result<TempFile> {
+        let path = temp_path_for(dest);
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .with_context(|| format!("cannot create a file in '{}'", parent_of(dest).display()))?;
+        Ok(TempFile {
+            path,
+            dest: dest.to_path_buf(),
+            file,
+            published: false,
+        })
+    }
+
+    /// The open file.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The temporary path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// fsync the data.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("cannot flush '{}' to disk", self.path.display()))
+    }
+
+    /// fsync, rename to the final name without replacing anything, fsync
+    /// the directory. Returns the final path.
+    pub fn publish(mut self) -> Result<PathBuf> {
+        self.sync()?;
+        rename_noreplace(&self.path, &self.dest)?;
+        self.published = true;
+        fsync_dir(parent_of(&self.dest))?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The directory a path lives in (`.` for a bare name).
+pub fn parent_of(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Rename `from` to `to`, failing with [`Cause::Exists`] if `to` exists.
+/// Uses `renameat2(RENAME_NOREPLACE)`; where the filesystem does not
+/// support it, `link` + `unlink` (also atomic and never replacing).
+pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let exists = || {
+        anyhow::Error::new(Failure::new(
+            Cause::Exists,
+            format!(
+                "'{}' already exists; refusing to overwrite a backup",
+                to.display()
+            ),
+        ))
+    };
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => Err(exists()),
+        Err(Errno::EINVAL) | Err(Errno::ENOSYS) => match fs::hard_link(from, to) {
+            Ok(()) => {
+                fs::remove_file(from).with_context(|| format!("cannot remove '{}'", from.display()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists()),
+            Err(e) => Err(e).with_context(|| format!("cannot publish '{}'", to.display())),
+        },
+        Err(e) => {
+            Err(io::Error::from(e)).with_context(|| format!("cannot publish '{}'", to.display()))
+        }
+    }
+}
+
+/// fsync a directory so a rename in it survives a crash.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush directory '{}' to disk", dir.display()))
+}
+
+/// Remove our temporaries (`.tb-tmp.*`) left in `dir` by killed runs.
+/// Call only while holding the directory's lock. Returns what was removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read directory '{}'", dir.display()));
+        }
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read directory '{}'", dir.display()))?;
+        if !is_temp(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        let res = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        res.with_context(|| format!("cannot remove stale temporary '{}'", path.display()))?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn publish_renames_a_private_file_into_place() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("toybox_20260101_030000.sql.gz");
+        let mut t = TempFile::create(&dest).unwrap();
+        t.file().write_all(b"data").unwrap();
+        let tmp = t.path().to_path_buf();
+        assert!(
+            tmp.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".tb-tmp.toybox_20260101_030000.sql.gz.")
+        );
+        assert!(!dest.exists());
+        assert_eq!(t.publish().unwrap(), dest);
+        assert_eq!(fs::read(&dest).unwrap(), b"data");
+        assert!(!tmp.exists());
+        assert_eq!(mode(&dest), 0o600);
+    }
+
+    #[test]
+    fn publish_never_overwrites() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("b.sql.gz");
+        fs::write(&dest, b"old backup").unwrap();
+        let mut t = TempFile::create(&dest).unwrap();
+        t.file().write_all(b"new").unwrap();
+        let tmp = t.path().to_path_buf();
+        let err = t.publish().unwrap_err();
+        assert_eq!(crate::error::cause_of(&err), Cause::Exists);
+        assert_eq!(fs::read(&dest).unwrap(), b"old backup");
+        assert!(!tmp.exists(), "the failed temp is removed");
+    }
+
+    #[test]
+    fn dropped_temp_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let t = TempFile::create(&d.path().join("x")).unwrap();
+        let tmp = t.path().to_path_buf();
+        assert!(tmp.exists());
+        drop(t);
+        assert!(!tmp.exists());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temps_are_removed_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [".tb-tmp.a.sql.gz.1", "a.sql.gz", ".tb.lock", "notes.txt"] {
+            fs::write(d.path().join(n), b"x").unwrap();
+        }
+        fs::create_dir(d.path().join(".tb-tmp.incr_20260101.9")).unwrap();
+        fs::write(d.path().join(".tb-tmp.incr_20260101.9/f"), b"x").unwrap();
+        let mut removed = remove_stale_temps(d.path()).unwrap();
+        removed.sort();
+        assert_eq!(removed.len(), 2);
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tb.lock", "a.sql.gz", "notes.txt"]);
+    }
+
+    #[test]
+    fn ensure_dir_creates_private_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = d.path().join("backup/toybox/database");
+        ensure_dir(&deep).unwrap();
+        assert_eq!(mode(&deep), 0o700);
+        assert_eq!(mode(&d.path().join("backup")), 0o700);
+    }
+
+    #[test]
+    fn unwritable_directory_names_the_directory() {
+        let err = TempFile::create(Path::new("/proc/x.sql.gz")).unwrap_err();
+        assert!(format!("{err:#}").contains("'/proc'"), "{err:#}");
+    }
+}

@@ -1,0 +1,32 @@
+//! `tb-shared`: what the tb tools must agree on.
+//!
+//! Each module is one concern that at least two tools share:
+//!
+//! - [`naming`]: backup names, formatted and parsed in one place;
+//! - [`record`]: the JSON-lines records and the `--log` file;
+//! - [`exit`]: exit codes; [`error`]: failure causes;
+//! - [`atomic`]: publish files so nothing half-written has a final name;
+//! - [`lock`]: one run at a time per backup directory;
+//! - [`gzip`]: parallel gzip writing and complete, checked reading;
+//! - [`sqldump`]: completion trailer and row counts of pg_dump output;
+//! - [`manifest`]: the JSON manifest beside each backup;
+//! - [`verify`]: the checks `tb-check verify` and every publisher run;
+//! - [`pg`]: running PostgreSQL clients locally or in a container;
+//! - [`signals`]: clean interruption; [`cli`]: wiring a tool to the process.
+//!
+//! Rules here are pure functions where possible: clocks and listings are
+//! passed in, so tests need neither.
+
+pub mod atomic;
+pub mod cli;
+pub mod error;
+pub mod exit;
+pub mod gzip;
+pub mod lock;
+pub mod manifest;
+pub mod naming;
+pub mod pg;
+pub mod record;
+pub mod signals;
+pub mod sqldump;
+pub mod verify;

@@ -1,0 +1,272 @@
+//! The JSON manifest beside each backup: what it holds and how to prove it.
+//!
+//! `LABEL_YYYYMMDD_HHMMSS.manifest.json` sits beside the files it
+//! describes and names them relatively, so a copied directory stays
+//! checkable. It is plain JSON (pretty-printed, 0600) so that `jq` and
+//! `sha256sum` can check a backup without tb:
+//!
+//! ```sh
+//! jq -r '.files[] | "\(.sha256)  \(.name)"' toybox_20260123_030000.manifest.json | sha256sum -c
+//! ```
+//!
+//! Fields are added over time, never renamed; readers keep fields they do
+//! not know (`extra`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::atomic::TempFile;
+
+/// `format` of every manifest.
+pub const FORMAT: &str = "tb-manifest";
+/// Current `version`.
+pub const VERSION: u32 = 1;
+
+/// A manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always `tb-manifest`.
+    pub format: String,
+    /// Schema version (1).
+    pub version: u32,
+    /// `dump` or `volume`.
+    pub kind: String,
+    /// The backup's label (database or volume label).
+    pub label: String,
+    /// Tool and version that wrote it (`tb-dump 0.1.0`).
+    pub created_by: String,
+    /// Host name where it was written.
+    #[serde(default)]
+    pub host: String,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// RFC 3339 end time.
+    pub finished_at: String,
+    /// Run time in milliseconds.
+    pub duration_ms: u64,
+    /// The files of this backup.
+    pub files: Vec<FileEntry>,
+    /// For dumps: what was dumped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseInfo>,
+    /// The verification done before publishing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verification>,
+    /// Fields of newer versions, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// `dump`, `roles` or `archive`.
+    pub role: String,
+    /// File name, relative to the manifest's directory.
+    pub name: String,
+    /// Size on disk (compressed).
+    pub bytes: u64,
+    /// Uncompressed size.
+    pub raw_bytes: u64,
+    /// sha256 of the file, lowercase hex (what `sha256sum` prints).
+    pub sha256: String,
+    /// CRC-32 of the uncompressed data (the gzip trailer's).
+    pub crc32: u32,
+    /// Where the independently compressed chunks of the gzip stream lie, so
+    /// that checks and restores can inflate them on several cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkIndex>,
+}
+
+/// The chunk index of a gzip file written by tb: chunk `i` holds
+/// `raw_bytes_each` uncompressed bytes (the last one at most that) in
+/// `gz_sizes[i]` compressed bytes, after the 10-byte gzip header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkIndex {
+    /// Uncompressed bytes per chunk.
+    pub raw_bytes_each: u64,
+    /// Compressed size of every chunk, in order, as decimal numbers
+    /// separated by spaces (one line even for thousands of chunks).
+    pub gz_sizes: String,
+}
+
+impl ChunkIndex {
+    /// The index of chunks of `sizes` compressed bytes.
+    pub fn new(sizes: &[u64]) -> ChunkIndex {
+        ChunkIndex {
+            raw_bytes_each: crate::gzip::CHUNK_SIZE as u64,
+            gz_sizes: sizes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// The sizes, when the index is usable by this version.
+    pub fn sizes(&self) -> Option<Vec<u64>> {
+        if self.raw_bytes_each != crate::gzip::CHUNK_SIZE as u64 {
+            return None;
+        }
+        self.gz_sizes
+            .split_ascii_whitespace()
+            .map(|n| n.parse().ok())
+            .collect()
+    }
+}
+
+/// What a dump holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// Database name.
+    pub name: String,
+    /// Container the dump ran in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `Dumped from database version`.
+    pub server_version: Option<String>,
+    /// `Dumped by pg_dump version`.
+    pub pg_dump_version: Option<String>,
+    /// `client_encoding` of the dump (the database's encoding).
+    pub encoding: Option<String>,
+    /// Rows per table, counted from the COPY blocks.
+    pub tables: BTreeMap<String, u64>,
+    /// Sum of `tables`.
+    pub rows: u64,
+    /// Large objects in the dump.
+    pub large_objects: u64,
+}
+
+/// A verification verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// RFC 3339 time of the check.
+    pub at: String,
+    /// `good` or `damaged`.
+    pub verdict: String,
+    /// Tool that checked (`tb-dump 0.1.0`).
+    pub by: String,
+}
+
+impl Manifest {
+    /// A new manifest with no files.
+    pub fn new(kind: &str, label: &str, created_by: &str, started_at: &str) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            kind: kind.into(),
+            label: label.into(),
+            created_by: created_by.into(),
+            host: hostname(),
+            started_at: started_at.into(),
+            finished_at: String::new(),
+            duration_ms: 0,
+            files: Vec::new(),
+            database: None,
+            verified: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// Read and parse a manifest.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read(path)
+            .with_context(|| format!("cannot read manifest '{}'", path.display()))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .with_context(|| format!("manifest '{}' is not valid", path.display()))?;
+        if m.format != FORMAT {
+            anyhow::bail!(
+                "'{}' is not a tb manifest (format {:?})",
+                path.display(),
+                m.format
+            );
+        }
+        Ok(m)
+    }
+
+    /// The entry for file `name`, if listed.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Write to a temporary file beside `dest`, ready to publish.
+    pub fn write_temp(&self, dest: &Path) -> Result<TempFile> {
+        let mut t = TempFile::create(dest)?;
+        let mut text = serde_json::to_vec_pretty(self)?;
+        text.push(b'\n');
+        t.file()
+            .write_all(&text)
+            .with_context(|| format!("cannot write '{}'", t.path().display()))?;
+        Ok(t)
+    }
+}
+
+/// This machine's host name (empty when unknown).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_keeps_unknown_fields() {
+        let d = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new(
+            "dump",
+            "toybox",
+            "tb-dump 0.1.0",
+            "2026-01-23T03:00:00+09:00",
+        );
+        m.files.push(FileEntry {
+            role: "dump".into(),
+            name: "toybox_20260123_030000.sql.gz".into(),
+            bytes: 10,
+            raw_bytes: 20,
+            sha256: "ab".repeat(32),
+            crc32: 7,
+            chunks: Some(ChunkIndex::new(&[10, 20, 3])),
+        });
+        m.extra.insert("future_field".into(), Value::from(42));
+        let dest = d.path().join("toybox_20260123_030000.manifest.json");
+        m.write_temp(&dest).unwrap().publish().unwrap();
+        let back = Manifest::load(&dest).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            back.file("toybox_20260123_030000.sql.gz")
+                .unwrap()
+                .raw_bytes,
+            20
+        );
+        assert!(back.file("other").is_none());
+        assert_eq!(
+            back.files[0].chunks.as_ref().unwrap().sizes(),
+            Some(vec![10, 20, 3])
+        );
+        assert_eq!(
+            ChunkIndex {
+                raw_bytes_each: 5,
+                gz_sizes: "1".into()
+            }
+            .sizes(),
+            None
+        );
+    }
+
+    #[test]
+    fn foreign_json_is_rejected() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.manifest.json");
+        std::fs::write(&p, r#"{"hello": 1}"#).unwrap();
+        assert!(Manifest::load(&p).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! Interruption: SIGINT, SIGTERM and SIGHUP end a run cleanly.
+//!
+//! A signal sets a flag that long loops poll with [`check`], and sends
+//! SIGTERM to the child processes registered with [`Child`] (pg_dump, docker
+//! exec), so a blocked read returns at once. The run then fails with
+//! [`Cause::Interrupted`]; the temporary files are removed as the error
+//! unwinds, and nothing is published. SIGKILL cannot be caught: the next run
+//! removes what it left (see `atomic::remove_stale_temps`).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::error::{Cause, Failure};
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Install the handlers (once per process; later calls do nothing).
+pub fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                SIGNAL.store(sig, Ordering::SeqCst);
+                let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        });
+    });
+}
+
+/// The signal received, if any.
+pub fn received() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Fail with [`Cause::Interrupted`] if a signal arrived.
+pub fn check() -> anyhow::Result<()> {
+    match received() {
+        None => Ok(()),
+        Some(sig) => Err(Failure::new(
+            Cause::Interrupted,
+            format!("interrupted by {}", signal_name(sig)),
+        )
+        .into()),
+    }
+}
+
+/// The name of a signal number (`SIGTERM`), or `signal N`.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// A registered child: gets SIGTERM when we are interrupted. Unregisters
+/// on drop.
+#[derive(Debug)]
+pub struct Child(i32);
+
+impl Child {
+    /// Register `pid`.
+    pub fn register(pid: u32) -> Child {
+        let pid = pid as i32;
+        if let Ok(mut c) = CHILDREN.lock() {
+            c.push(pid);
+        }
+        Child(pid)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CHILDREN.lock() {
+            c.retain(|p| *p != self.0);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `tb-check`: verify backup files (and, as later issues add them, list
+//! backups, report health and run restore drills).
+//!
+//! `tb-check verify [FILE...]` decompresses every file completely (gzip
+//! CRC-32 and length), checks pg_dump's completion trailer, rejects trailing
+//! garbage, and compares sizes and sha256 with the manifest beside the file.
+//! Without FILE arguments it reads paths, or JSON records with a `path`
+//! field (the output of another tb tool), from stdin.
+
+use std::io::{self, BufRead};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use tb_shared::cli::{Common, ToolArgs};
+use tb_shared::exit::{Health, Outcome};
+use tb_shared::record::{Record, Reporter};
+use tb_shared::verify::{Verdict, check_file};
+
+const VERIFY_ABOUT: &str = "\
+Verify backup files completely: full decompression (gzip CRC-32 and length),
+pg_dump's completion trailer, no trailing garbage, and size and sha256
+against the manifest beside the file.
+
+FILEs come from the arguments, or else from stdin: one path per line, or
+JSON records with a \"path\" field as other tb tools print them, so that
+`tb-dump | tb-check verify` checks what was just written.
+
+Exit codes (monitoring-plugin convention): 0 all good, 2 a file is damaged,
+3 a file cannot be read at all (and none is damaged).";
+
+/// Command-line arguments of `tb-check`.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tb-check",
+    version,
+    about = "Verify backups and report their health",
+    long_about = "Verify backups and report their health.\n\nExit codes follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Verify backup files completely (see `tb-check verify --help`)
+    #[command(long_about = VERIFY_ABOUT)]
+    Verify {
+        /// Files to verify; none means read paths or records from stdin
+        files: Vec<PathBuf>,
+    },
+}
+
+impl ToolArgs for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+/// Run `tb-check`.
+pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
+    match args.command {
+        Command::Verify { files } => {
+            let files = if files.is_empty() {
+                paths_from_stdin()?
+            } else {
+                files
+            };
+            verify(&files, rep)
+        }
+    }
+}
+
+/// Paths from stdin: plain lines, or JSON records with a `path`. Records
+/// that describe no verifiable file (summaries, manifests, `-o -`
+/// streams) are skipped.
+fn paths_from_stdin() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for line in io::stdin().lock().lines() {
+        let line = line.context("cannot read paths from stdin")?;
+        out.extend(path_of_line(&line));
+    }
+    Ok(out)
+}
+
+fn path_of_line(line: &str) -> Option<PathBuf> {
+    let t = line.trim_end_matches(['\r', '\n']);
+    if t.trim().is_empty() {
+        return None;
+    }
+    if t.trim_start().starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(t).ok()?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("manifest") {
+            return None;
+        }
+        let p = v.get("path")?.as_str()?;
+        return (p != "-").then(|| PathBuf::from(p));
+    }
+    Some(PathBuf::from(t))
+}
+
+/// Verify `files`, one record each; the verdict decides the exit code.
+pub fn verify(files: &[PathBuf], rep: &mut Reporter) -> Result<Outcome> {
+    let mut health = Health::Ok;
+    let (mut good, mut damaged, mut unreadable) = (0u64, 0u64, 0u64);
+    for f in files {
+        tb_shared::signals::check()?;
+        let check = check_file(f);
+        match check.verdict {
+            Verdict::Good => good += 1,
+            Verdict::Damaged => {
+                damaged += 1;
+                health = health.worst(Health::Critical);
+            }
+            Verdict::Unreadable => {
+                unreadable += 1;
+                health = health.worst(Health::Unknown);
+            }
+        }
+        rep.emit(check.record());
+    }
+    if files.is_empty() {
+        rep.emit(Record::new("warning").with("message", "no files to verify"));
+        health = health.worst(Health::Unknown);
+    }
+    rep.summary_field("good", good);
+    rep.summary_field("damaged", damaged);
+    rep.summary_field("unreadable", unreadable);
+    Ok(Outcome::health(health))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn stdin_lines_may_be_paths_or_records() {
+        assert_eq!(
+            path_of_line("/b/x.sql.gz"),
+            Some(PathBuf::from("/b/x.sql.gz"))
+        );
+        assert_eq!(path_of_line("  "), None);
+        assert_eq!(
+            path_of_line(r#"{"event":"written","kind":"dump","path":"/b/t.sql.gz"}"#),
+            Some(PathBuf::from("/b/t.sql.gz"))
+        );
+        assert_eq!(
+            path_of_line(r#"{"event":"written","kind":"manifest","path":"/b/t.manifest.json"}"#),
+            None
+        );
+        assert_eq!(path_of_line(r#"{"event":"summary","status":"ok"}"#), None);
+        assert_eq!(
+            path_of_line(r#"{"event":"written","kind":"dump","path":"-"}"#),
+            None
+        );
+    }
+}

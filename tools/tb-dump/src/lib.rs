@@ -1,0 +1,708 @@
+//! `tb-dump`: a verified, atomic, gzipped plain-SQL dump of one PostgreSQL
+//! database, plus its cluster's roles and a manifest.
+//!
+//! The dump comes from a local `pg_dump`, from the container's own
+//! `pg_dump` (`--container`, through `docker exec -i`, never a TTY), or from
+//! a stream on stdin (`--stdin`). It is compressed on every core into a
+//! temporary file, and published under its final name only when pg_dump
+//! exited 0, the stream ends with pg_dump's completion trailer, and the
+//! written file decompresses completely to the same bytes. Otherwise
+//! nothing is published and the previous backups are untouched.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::Local;
+use clap::Parser;
+
+use tb_shared::atomic::{TempFile, ensure_dir, parent_of, remove_stale_temps};
+use tb_shared::cli::{Common, ToolArgs};
+use tb_shared::error::{Cause, Failure, io_cause};
+use tb_shared::exit::Outcome;
+use tb_shared::gzip::{GzOptions, GzStats, ParGzWriter};
+use tb_shared::manifest::{ChunkIndex, DatabaseInfo, FileEntry, Manifest, Verification};
+use tb_shared::naming::{BackupName, Kind, Precision, manifest_path, roles_path, valid_label};
+use tb_shared::pg::{Conn, Running, explain_failure};
+use tb_shared::record::{Record, Reporter, now_rfc3339};
+use tb_shared::sqldump::{DumpFacts, DumpKind, DumpScanner};
+use tb_shared::verify::check_dump_content;
+use tb_shared::{lock, signals};
+
+/// Default compression level: zlib-rs level 5 keeps the output within
+/// about 9 % of `gzip -6` at three times its speed per core (see the
+/// README's benchmark).
+pub const DEFAULT_LEVEL: u32 = 5;
+
+const ABOUT: &str = "Dump a PostgreSQL database to a verified, gzipped plain-SQL file";
+const LONG_ABOUT: &str = "\
+Dump a PostgreSQL database to a verified, gzipped plain-SQL file.
+
+By default, runs pg_dump for database `toybox` and writes
+/backup/toybox/database/toybox_YYYYMMDD_HHMMSS.sql.gz (local time), a
+.roles.sql.gz file with the cluster's roles (pg_dumpall --globals-only) and
+a .manifest.json (sizes, sha256, versions, row count of every table).
+
+A file with its final name is always complete: it is published only when
+pg_dump exited 0, the SQL ends with pg_dump's completion trailer and the
+written file decompresses fully. On any failure nothing is published,
+older backups are untouched, and the exit code is 2.
+
+Restore without tb:  gunzip -c FILE.sql.gz | psql -v ON_ERROR_STOP=1 -d NEWDB
+
+Records (JSON lines) go to stdout, or to stderr with -o -.
+Exit codes: 0 ok, 1 done with warnings, 2 failed or bad usage, 75 busy.";
+
+/// Command-line arguments of `tb-dump`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tb-dump", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Args {
+    /// Database to dump (also the file-name label unless --name is given)
+    #[arg(
+        short = 'd',
+        long,
+        env = "PGDATABASE",
+        default_value = "toybox",
+        value_name = "NAME"
+    )]
+    pub dbname: String,
+
+    /// Server host or unix-socket directory (else PGHOST or the libpq default)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Server port (else PGPORT or 5432)
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<String>,
+
+    /// User name (else PGUSER or the login name). The password comes only
+    /// from PGPASSWORD or ~/.pgpass, never from the command line
+    #[arg(short = 'U', long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Run the container's own pg_dump with `docker exec -i CONTAINER`, so the
+    /// client matches the server (PGPASSWORD is passed by name only)
+    #[arg(long, value_name = "NAME", conflicts_with = "stdin")]
+    pub container: Option<String>,
+
+    /// Read a pg_dump plain-SQL stream from stdin instead of running pg_dump;
+    /// it is published only if it ends with pg_dump's completion trailer
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Directory for the dump (created 0700 if missing)
+    #[arg(long, value_name = "DIR", default_value = "/backup/toybox/database")]
+    pub dir: PathBuf,
+
+    /// Label for file names [default: the database name]
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
+
+    /// Write to FILE instead of DIR/LABEL_YYYYMMDD_HHMMSS.sql.gz; `-` streams
+    /// the gzip to stdout (records then go to stderr; no roles, no manifest)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Compression level, 0 (store) to 9 (smallest, slowest)
+    #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub level: u32,
+
+    /// Compression threads [default: number of CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
+
+    /// Do not dump the cluster's roles (pg_dumpall --globals-only)
+    #[arg(long)]
+    pub no_roles: bool,
+
+    /// Seconds to wait for another run writing to the same directory
+    /// (then exit 75)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
+
+    /// The pg_dump program
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        env = "TB_PG_DUMP",
+        default_value = "pg_dump"
+    )]
+    pub pg_dump: String,
+
+    /// The pg_dumpall program
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        env = "TB_PG_DUMPALL",
+        default_value = "pg_dumpall"
+    )]
+    pub pg_dumpall: String,
+
+    /// The docker CLI
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        env = "TB_DOCKER",
+        default_value = "docker"
+    )]
+    pub docker: String,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl ToolArgs for Args {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn stdout_carries_bytes(&self) -> bool {
+        self.output.as_deref() == Some(Path::new("-"))
+    }
+}
+
+impl Args {
+    fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.dbname)
+    }
+
+    fn conn(&self) -> Conn {
+        Conn {
+            host: self.host.clone(),
+            port: self.port.clone(),
+            username: self.username.clone(),
+            container: self.container.clone(),
+            docker: self.docker.clone(),
+        }
+    }
+
+    fn gz(&self) -> GzOptions {
+        let mut o = GzOptions::new(self.level);
+        if let Some(t) = self.threads {
+            o.threads = t as usize;
+        }
+        o
+    }
+
+    fn validate(&self) -> Result<()> {
+        let usage = |m: String| -> Result<()> { Err(Failure::new(Cause::BadInput, m).into()) };
+        if !valid_label(self.label()) {
+            return usage(format!(
+                "'{}' cannot be used in a file name (letters, digits, '_' and '-' only): give a label with --name",
+                self.label()
+            ));
+        }
+        let lower = self.dbname.to_ascii_lowercase();
+        if lower.contains("password") && (lower.contains('=') || lower.contains("://")) {
+            return usage(
+                "the connection string holds a password, which would show in every process list: put it in PGPASSWORD or ~/.pgpass".into(),
+            );
+        }
+        if self.stdin && (self.host.is_some() || self.port.is_some() || self.username.is_some()) {
+            return usage(
+                "--stdin reads a dump from stdin: --host, --port and --username do not apply"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What was dumped into one temporary file.
+struct Dumped {
+    temp: TempFile,
+    stats: GzStats,
+    facts: DumpFacts,
+}
+
+/// Run `tb-dump`.
+pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
+    args.validate()?;
+    let started = now_rfc3339();
+    let clock = Instant::now();
+    if args.stdout_carries_bytes() {
+        return dump_to_stdout(&args, rep, clock);
+    }
+
+    let dest = match &args.output {
+        Some(p) => p.clone(),
+        None => {
+            let name = BackupName::new(
+                Kind::Dump,
+                args.label(),
+                Local::now().naive_local(),
+                Precision::Second,
+            );
+            args.dir.join(name.file_name())
+        }
+    };
+    let dir = parent_of(&dest).to_path_buf();
+    ensure_dir(&dir)?;
+    let _lock = lock::acquire(&dir, Duration::from_secs(args.wait))
+        .with_context(|| format!("cannot lock backup directory '{}'", dir.display()))?;
+    for p in remove_stale_temps(&dir)? {
+        rep.emit(
+            Record::new("removed")
+                .path(&p)
+                .with("reason", "stale temporary file of an interrupted run"),
+        );
+    }
+    let roles_dest = roles_path(&dest);
+    let manifest_dest = manifest_path(&dest);
+    let want_roles = !args.stdin && !args.no_roles;
+    for p in [
+        Some(&dest),
+        want_roles.then_some(&roles_dest),
+        Some(&manifest_dest),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.exists() {
+            return Err(Failure::new(
+                Cause::Exists,
+                format!("'{}' already exists; tb-dump never overwrites a backup: choose another -o FILE", p.display()),
+            )
+            .into());
+        }
+    }
+
+    let gz = args.gz();
+    let what = args.conn().describe("pg_dump");
+    let dumped = if args.stdin {
+        dump_stdin_to_file(&dest, gz)?
+    } else {
+        let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+        dump_program_to_file(
+            &args.conn(),
+            &args.pg_dump,
+            &pg_args,
+            &what,
+            &dest,
+            gz,
+            DumpKind::Database,
+        )?
+    };
+    check_written(&dumped, DumpKind::Database)?;
+    let dump_ms = clock.elapsed().as_millis() as u64;
+
+    let roles = if want_roles {
+        dump_roles(&args, &roles_dest, gz, rep)
+    } else {
+        None
+    };
+
+    let finished = now_rfc3339();
+    let mut manifest = Manifest::new(
+        "dump",
+        args.label(),
+        &format!("tb-dump {}", env!("CARGO_PKG_VERSION")),
+        &started,
+    );
+    manifest.finished_at = finished.clone();
+    manifest.duration_ms = clock.elapsed().as_millis() as u64;
+    manifest
+        .files
+        .push(file_entry("dump", &dest, &dumped.stats));
+    if let Some(r) = &roles {
+        manifest
+            .files
+            .push(file_entry("roles", &roles_dest, &r.stats));
+    }
+    manifest.database = Some(DatabaseInfo {
+        name: if args.stdin && args.name.is_some() {
+            args.label().to_string()
+        } else {
+            args.dbname.clone()
+        },
+        container: args.container.clone(),
+        server_version: dumped.facts.server_version.clone(),
+        pg_dump_version: dumped.facts.pg_dump_version.clone(),
+        encoding: dumped.facts.encoding.clone(),
+        tables: dumped.facts.tables.clone(),
+        rows: dumped.facts.rows(),
+        large_objects: dumped.facts.large_objects,
+    });
+    manifest.verified = Some(Verification {
+        at: finished,
+        verdict: "good".into(),
+        by: format!("tb-dump {}", env!("CARGO_PKG_VERSION")),
+    });
+    let mut manifest_temp = manifest.write_temp(&manifest_dest)?;
+    let manifest_bytes = manifest_temp
+        .file()
+        .metadata()
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    // Publish data files first and the manifest last; each rename is atomic
+    // and never replaces anything.
+    signals::check()?;
+    let roles_published = match roles {
+        Some(r) => Some((r.temp.publish()?, r.stats)),
+        None => None,
+    };
+    let dump_path = dumped.temp.publish()?;
+    let manifest_path = manifest_temp.publish()?;
+
+    rep.emit(
+        Record::new("written")
+            .with("kind", "dump")
+            .path(&dump_path)
+            .with("bytes", dumped.stats.gz_bytes)
+            .with("raw_bytes", dumped.stats.raw_bytes)
+            .with("sha256", &dumped.stats.sha256)
+            .with("tables", dumped.facts.tables.len())
+            .with("rows", dumped.facts.rows())
+            .with("large_objects", dumped.facts.large_objects)
+            .with("server_version", &dumped.facts.server_version)
+            .with("duration_ms", dump_ms),
+    );
+    if let Some((path, stats)) = &roles_published {
+        rep.emit(
+            Record::new("written")
+                .with("kind", "roles")
+                .path(path)
+                .with("bytes", stats.gz_bytes)
+                .with("raw_bytes", stats.raw_bytes)
+                .with("sha256", &stats.sha256),
+        );
+    }
+    rep.emit(
+        Record::new("written")
+            .with("kind", "manifest")
+            .path(&manifest_path)
+            .with("bytes", manifest_bytes),
+    );
+    rep.summary_field("written", 2 + roles_published.is_some() as u64);
+    rep.summary_field("path", tb_shared::record::path_value(&dump_path));
+    Ok(rep.outcome())
+}
+
+fn file_entry(role: &str, path: &Path, stats: &GzStats) -> FileEntry {
+    FileEntry {
+        role: role.into(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes: stats.gz_bytes,
+        raw_bytes: stats.raw_bytes,
+        sha256: stats.sha256.clone(),
+        crc32: stats.crc32,
+        chunks: Some(ChunkIndex::new(&stats.chunk_sizes)),
+    }
+}
+
+/// Plain words for a write error on the temp file of `dest`.
+fn write_error(e: io::Error, dest: &Path) -> anyhow::Error {
+    let dir = parent_of(dest);
+    match io_cause(&e) {
+        Some(Cause::DiskFull) => Failure::new(
+            Cause::DiskFull,
+            format!(
+                "disk full: no space left in '{}' while writing {}; free space there or choose another --dir",
+                dir.display(),
+                dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ),
+        )
+        .into(),
+        _ => anyhow::Error::new(e).context(format!("cannot write into '{}'", dir.display())),
+    }
+}
+
+/// Copy `reader` through the scanner into the gzip writer until EOF.
+fn pump(
+    reader: &mut dyn Read,
+    gz: &mut ParGzWriter<File>,
+    scanner: &mut DumpScanner,
+    dest: &Path,
+) -> Result<()> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        signals::check()?;
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the dump stream")),
+        };
+        scanner.feed(&buf[..n]);
+        gz.write_all(&buf[..n]).map_err(|e| write_error(e, dest))?;
+    }
+}
+
+fn incomplete_stdin(why: impl std::fmt::Display) -> anyhow::Error {
+    Failure::new(
+        Cause::Incomplete,
+        format!(
+            "the stream on stdin is not a complete pg_dump: {why}; the producer failed or was cut short (use set -o pipefail to see its exit status)"
+        ),
+    )
+    .into()
+}
+
+fn dump_stdin_to_file(dest: &Path, gz: GzOptions) -> Result<Dumped> {
+    let mut temp = TempFile::create(dest)?;
+    let file = temp
+        .file()
+        .try_clone()
+        .context("cannot duplicate a file handle")?;
+    let mut w = ParGzWriter::new(file, gz);
+    let mut scanner = DumpScanner::new(DumpKind::Database);
+    pump(&mut io::stdin().lock(), &mut w, &mut scanner, dest)?;
+    let (facts, complete) = scanner.finish();
+    complete.map_err(incomplete_stdin)?;
+    let (_, stats) = w.finish().map_err(|e| write_error(e, dest))?;
+    temp.sync()?;
+    Ok(Dumped { temp, stats, facts })
+}
+
+fn dump_program_to_file(
+    conn: &Conn,
+    program: &str,
+    args: &[OsString],
+    what: &str,
+    dest: &Path,
+    gz: GzOptions,
+    kind: DumpKind,
+) -> Result<Dumped> {
+    let mut temp = TempFile::create(dest)?;
+    let file = temp
+        .file()
+        .try_clone()
+        .context("cannot duplicate a file handle")?;
+    let mut running = Running::spawn(
+        conn.command(program, args),
+        Stdio::null(),
+        what,
+        conn.container.is_some(),
+    )?;
+    let mut out = running
+        .stdout()
+        .context("no stdout from the dump program")?;
+    let mut w = ParGzWriter::new(file, gz);
+    let mut scanner = DumpScanner::new(kind);
+    // On an error here `running` is dropped: the child is killed and reaped.
+    pump(&mut out, &mut w, &mut scanner, dest)?;
+    drop(out);
+    let (status, stderr) = running.wait().context("cannot wait for the dump program")?;
+    signals::check()?;
+    if !status.success() {
+        w.abort();
+        return Err(explain_failure(what, Some(status), &stderr, conn.container.is_some()).into());
+    }
+    let (facts, complete) = scanner.finish();
+    if let Err(why) = complete {
+        w.abort();
+        bail!(Failure::new(
+            Cause::Incomplete,
+            format!("{what} exited 0 but its output is not complete: {why}")
+        ));
+    }
+    let (_, stats) = w.finish().map_err(|e| write_error(e, dest))?;
+    temp.sync()?;
+    Ok(Dumped { temp, stats, facts })
+}
+
+/// Re-read the written temp file completely and compare with what was
+/// written: the file on disk decompresses to the same bytes, trailer included.
+fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
+    let (gz, facts) = check_dump_content(d.temp.path(), kind, Some(&d.stats.chunk_sizes)).map_err(
+        |(_, why)| {
+            Failure::new(
+                Cause::Other,
+                format!(
+                    "the written file '{}' does not verify: {why}",
+                    d.temp.path().display()
+                ),
+            )
+        },
+    )?;
+    if gz.gz_bytes != d.stats.gz_bytes
+        || gz.raw_bytes != d.stats.raw_bytes
+        || gz.sha256 != d.stats.sha256
+        || facts.tables != d.facts.tables
+    {
+        bail!(Failure::new(
+            Cause::Other,
+            format!(
+                "the written file '{}' reads back different from what was written ({} of {} bytes): the disk or filesystem is not keeping data",
+                d.temp.path().display(),
+                gz.gz_bytes,
+                d.stats.gz_bytes
+            )
+        ));
+    }
+    Ok(())
+}
+
+/// pg_dumpall --globals-only into `dest`'s temp. Failures are warnings: the
+/// database dump is what matters, and a non-superuser cannot read role
+/// passwords (then we retry with --no-role-passwords).
+fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Option<Dumped> {
+    let conn = args.conn();
+    let what = conn.describe("pg_dumpall");
+    let gz = GzOptions { threads: 1, ..gz };
+    let base: Vec<OsString> = vec!["--globals-only".into()];
+    let attempt = |a: &[OsString]| {
+        let d = dump_program_to_file(
+            &conn,
+            &args.pg_dumpall,
+            a,
+            &what,
+            dest,
+            gz,
+            DumpKind::Cluster,
+        )?;
+        check_written(&d, DumpKind::Cluster)?;
+        Ok::<Dumped, anyhow::Error>(d)
+    };
+    let first = attempt(&base);
+    let err = match first {
+        Ok(d) => return Some(d),
+        Err(e) => e,
+    };
+    if tb_shared::error::cause_of(&err) == Cause::PermissionDenied {
+        let mut retry = base.clone();
+        retry.push("--no-role-passwords".into());
+        if let Ok(d) = attempt(&retry) {
+            rep.warn(
+                "roles were dumped without their passwords (this user may not read them); after a restore onto a new server, set them with ALTER ROLE … PASSWORD",
+                Record::new("warning").path(dest),
+            );
+            return Some(d);
+        }
+    }
+    rep.warn(
+        &format!("the roles file was not written: {err:#}; the database dump itself is complete (use --no-roles to skip roles)"),
+        Record::new("warning").path(dest),
+    );
+    None
+}
+
+/// `-o -`: stream the gzip to stdout. Without a trailer when anything
+/// fails, so a consumer never sees a complete-looking stream.
+fn dump_to_stdout(args: &Args, rep: &mut Reporter, clock: Instant) -> Result<Outcome> {
+    let gz = args.gz();
+    let stdout = StdoutWriter(io::stdout());
+    let mut w = ParGzWriter::new(stdout, gz);
+    let mut scanner = DumpScanner::new(DumpKind::Database);
+    let what = args.conn().describe("pg_dump");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pump_stdout = |reader: &mut dyn Read,
+                           w: &mut ParGzWriter<StdoutWriter>,
+                           scanner: &mut DumpScanner|
+     -> Result<()> {
+        loop {
+            signals::check()?;
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot read the dump stream")),
+            };
+            scanner.feed(&buf[..n]);
+            w.write_all(&buf[..n]).context("cannot write to stdout")?;
+        }
+    };
+    if args.stdin {
+        pump_stdout(&mut io::stdin().lock(), &mut w, &mut scanner)?;
+    } else {
+        let args_v: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+        let conn = args.conn();
+        let mut running = Running::spawn(
+            conn.command(&args.pg_dump, &args_v),
+            Stdio::null(),
+            &what,
+            conn.container.is_some(),
+        )?;
+        let mut out = running.stdout().context("no stdout from pg_dump")?;
+        pump_stdout(&mut out, &mut w, &mut scanner)?;
+        drop(out);
+        let (status, stderr) = running.wait().context("cannot wait for pg_dump")?;
+        if !status.success() {
+            w.abort();
+            return Err(
+                explain_failure(&what, Some(status), &stderr, conn.container.is_some()).into(),
+            );
+        }
+    }
+    let (facts, complete) = scanner.finish();
+    if let Err(why) = complete {
+        w.abort();
+        return Err(if args.stdin {
+            incomplete_stdin(why)
+        } else {
+            Failure::new(
+                Cause::Incomplete,
+                format!("{what} exited 0 but its output is not complete: {why}"),
+            )
+            .into()
+        });
+    }
+    let (_, stats) = w.finish().context("cannot write to stdout")?;
+    rep.emit(
+        Record::new("written")
+            .with("kind", "dump")
+            .with("path", "-")
+            .with("bytes", stats.gz_bytes)
+            .with("raw_bytes", stats.raw_bytes)
+            .with("sha256", &stats.sha256)
+            .with("tables", facts.tables.len())
+            .with("rows", facts.rows())
+            .with("large_objects", facts.large_objects)
+            .with("server_version", &facts.server_version)
+            .with("duration_ms", clock.elapsed().as_millis() as u64),
+    );
+    rep.summary_field("written", 1);
+    Ok(rep.outcome())
+}
+
+/// Stdout as an owned, `Send` writer for the gzip thread.
+struct StdoutWriter(io::Stdout);
+
+impl Write for StdoutWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn labels_that_do_not_fit_a_file_name_are_refused() {
+        let a = Args::parse_from(["tb-dump", "--dbname", "my db"]);
+        let e = a.validate().unwrap_err();
+        assert!(e.to_string().contains("--name"), "{e}");
+        Args::parse_from(["tb-dump", "--dbname", "my db", "--name", "mydb"])
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn passwords_in_connection_strings_are_refused() {
+        let a = Args::parse_from([
+            "tb-dump",
+            "--dbname",
+            "host=x password=secret",
+            "--name",
+            "x",
+        ]);
+        assert!(a.validate().unwrap_err().to_string().contains("PGPASSWORD"));
+    }
+}
