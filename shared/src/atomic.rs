@@ -33,7 +33,7 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
-        .with_context(|| format!("cannot create directory '{}'", dir.display()))
+        .map_err(|e| crate::error::create_error(e, dir, "the directory"))
 }
 
 /// A file being written under a temporary name beside its destination.
@@ -63,7 +63,8 @@ impl TempFile {
             .create_new(true)
             .mode(FILE_MODE)
             .open(&path)
-            .with_context(|| format!("cannot create a file in '{}'", parent_of(dest).display()))?;
+            .map_err(|e| crate::error::create_error(e, parent_of(dest), "a file"))?;
+        crate::signals::track_temp(&path);
         Ok(TempFile {
             path,
             dest: dest.to_path_buf(),
@@ -100,6 +101,7 @@ impl TempFile {
         self.sync()?;
         rename_noreplace(&self.path, &self.dest)?;
         self.published = true;
+        crate::signals::untrack_temp(&self.path);
         fsync_dir(parent_of(&self.dest))?;
         Ok(self.dest.clone())
     }
@@ -109,6 +111,7 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.published {
             let _ = fs::remove_file(&self.path);
+            crate::signals::untrack_temp(&self.path);
         }
     }
 }

@@ -150,6 +150,25 @@ pub fn io_cause(e: &io::Error) -> Option<Cause> {
     }
 }
 
+/// An error creating something in directory `dir`, in plain words: an
+/// unwritable destination or a full disk get their cause and the way out.
+pub fn create_error(e: io::Error, dir: &std::path::Path, what: &str) -> anyhow::Error {
+    let dir = dir.display();
+    match io_cause(&e) {
+        Some(Cause::NotWritable) => anyhow::Error::new(Failure::new(
+            Cause::NotWritable,
+            format!(
+                "destination '{dir}' is not writable ({e}): fix its permissions or mount, or choose another directory"
+            ),
+        )),
+        Some(Cause::DiskFull) => anyhow::Error::new(Failure::new(
+            Cause::DiskFull,
+            format!("disk full: cannot create {what} in '{dir}' ({e})"),
+        )),
+        _ => anyhow::Error::new(e).context(format!("cannot create {what} in '{dir}'")),
+    }
+}
+
 /// Is this error (anywhere in its chain) a broken pipe?
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {

@@ -49,7 +49,7 @@ pub fn acquire(dir: &Path, wait: Duration) -> Result<DirLock> {
         .truncate(false)
         .mode(0o600)
         .open(&path)
-        .with_context(|| format!("cannot open lock file '{}'", path.display()))?;
+        .map_err(|e| crate::error::create_error(e, dir, "the lock file"))?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

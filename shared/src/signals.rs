@@ -4,8 +4,11 @@
 //! SIGTERM to the child processes registered with [`Child`] (pg_dump, docker
 //! exec), so a blocked read returns at once. The run then fails with
 //! [`Cause::Interrupted`]; the temporary files are removed as the error
-//! unwinds, and nothing is published. SIGKILL cannot be caught: the next run
-//! removes what it left (see `atomic::remove_stale_temps`).
+//! unwinds, and nothing is published. A run that does not notice within a
+//! few seconds (blocked reading a stdin that stays silent) is ended by the
+//! signal thread itself, after removing the temporary files it registered.
+//! SIGKILL cannot be caught: the next run removes what it left (see
+//! `atomic::remove_stale_temps`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -14,6 +17,24 @@ use crate::error::{Cause, Failure};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static TEMPS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// How long the run gets to clean up by itself after a signal.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Remember a temporary file to remove if the run must be ended.
+pub fn track_temp(path: &std::path::Path) {
+    if let Ok(mut t) = TEMPS.lock() {
+        t.push(path.to_path_buf());
+    }
+}
+
+/// Forget a temporary file (published or removed).
+pub fn untrack_temp(path: &std::path::Path) {
+    if let Ok(mut t) = TEMPS.lock() {
+        t.retain(|p| p != path);
+    }
+}
 
 /// Install the handlers (once per process; later calls do nothing).
 pub fn install() {
@@ -24,15 +45,25 @@ pub fn install() {
             return;
         };
         std::thread::spawn(move || {
-            for sig in signals.forever() {
+            if let Some(sig) = signals.forever().next() {
                 SIGNAL.store(sig, Ordering::SeqCst);
                 let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
                 for pid in pids {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    // A stopped child would keep SIGTERM pending forever.
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
                 }
+                std::thread::sleep(GRACE);
+                let temps = TEMPS.lock().map(|t| t.clone()).unwrap_or_default();
+                for t in temps {
+                    let _ = std::fs::remove_file(t);
+                }
+                eprintln!(
+                    "error: interrupted by {} and did not stop in time; nothing was published",
+                    signal_name(sig)
+                );
+                std::process::exit(i32::from(crate::exit::FAILED));
             }
         });
     });

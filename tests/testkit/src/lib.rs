@@ -1,1 +1,499 @@
-//! placeholder
+//! `tb-testkit`: dev-only helpers shared by the tools' tests.
+//!
+//! - [`Sandbox`]: a temporary directory per test;
+//! - [`Pg`]: a real, throwaway PostgreSQL cluster (initdb in a temporary
+//!   directory, unix socket and 127.0.0.1, run as an unprivileged user
+//!   when the tests run as root), through `tests/pg-throwaway`;
+//! - [`records`]: parse JSON-lines records;
+//! - [`fingerprint`]: everything a restore must reproduce (rows of every
+//!   table, sequences, large objects, owners) as one comparable string.
+//!
+//! Nothing here fakes PostgreSQL: tests talk to a real server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub use tempfile;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A fixture file under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    workspace().join("tests/fixtures").join(name)
+}
+
+/// Are we root? (Some failure tests need mounts.)
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A temporary directory for one test, removed at the end.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A new, empty sandbox.
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("tb-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The names in `rel` (sorted), hidden ones included.
+    pub fn list(&self, rel: impl AsRef<Path>) -> Vec<String> {
+        list_dir(&self.join(rel))
+    }
+}
+
+/// Sorted names in a directory (empty if it does not exist).
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Every file in `dir` with its bytes (to prove nothing changed).
+pub fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    list_dir(dir)
+        .into_iter()
+        .filter_map(|n| {
+            let p = dir.join(&n);
+            p.is_file().then(|| (n, std::fs::read(&p).unwrap()))
+        })
+        .collect()
+}
+
+/// Parse JSON-lines records; panics on a line that is not a JSON object
+/// (every line a tool prints on its record stream must parse).
+pub fn records(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}"));
+            assert!(v.is_object(), "record is not an object: {l}");
+            assert!(
+                v["event"].is_string() && v["tool"].is_string() && v["time"].is_string(),
+                "{l}"
+            );
+            v
+        })
+        .collect()
+}
+
+/// The records with `event == name`.
+pub fn events<'a>(recs: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    recs.iter().filter(|r| r["event"] == name).collect()
+}
+
+/// The one summary record (it must be last).
+pub fn summary(recs: &[serde_json::Value]) -> &serde_json::Value {
+    let last = recs.last().expect("no records");
+    assert_eq!(
+        last["event"], "summary",
+        "the summary record must be last: {recs:#?}"
+    );
+    last
+}
+
+/// sha256 of a file, hex (computed with `sha256sum`, a tool of its own).
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A throwaway PostgreSQL cluster. Stopped and removed on drop, and by a
+/// watchdog process when the test process exits (statics are never dropped).
+pub struct Pg {
+    dir: PathBuf,
+    /// Unix-socket directory (PGHOST).
+    pub host: String,
+    /// TCP port on 127.0.0.1 and socket port.
+    pub port: u16,
+    /// Superuser (trust over the socket).
+    pub user: String,
+    /// Directory of the server programs.
+    pub bindir: PathBuf,
+}
+
+impl Pg {
+    /// initdb + start a new cluster.
+    pub fn start() -> Pg {
+        let dir = tempfile::Builder::new()
+            .prefix("tb-pg-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let out = Command::new(workspace().join("tests/pg-throwaway"))
+            .arg("start")
+            .arg(&dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/pg-throwaway");
+        assert!(
+            out.status.success(),
+            "could not start a throwaway PostgreSQL (is the server installed? apt-get install -y postgresql)"
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k} in {text}"))
+                .to_string()
+        };
+        let pg = Pg {
+            host: get("PGHOST"),
+            port: get("PGPORT").parse().unwrap(),
+            user: get("PGUSER"),
+            bindir: PathBuf::from(get("PGBINDIR")),
+            dir,
+        };
+        // Watchdog: stop and remove the cluster when this process is gone.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
+                pid = std::process::id(),
+                script = workspace().join("tests/pg-throwaway").display(),
+                dir = pg.dir.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        pg
+    }
+
+    /// One cluster shared by the tests of this test binary.
+    pub fn shared() -> &'static Pg {
+        static PG: OnceLock<Pg> = OnceLock::new();
+        PG.get_or_init(Pg::start)
+    }
+
+    /// Point `cmd` at this cluster: PGHOST, PGPORT, PGUSER set, other libpq
+    /// and tb variables removed.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("PG") || k.starts_with("TB_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("PGHOST", &self.host)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", &self.user)
+            .env("TZ", "UTC")
+    }
+
+    /// Connection arguments for a tool: `--host H --port P --username U`.
+    pub fn conn_args(&self) -> Vec<String> {
+        vec![
+            "--host".into(),
+            self.host.clone(),
+            "--port".into(),
+            self.port.to_string(),
+            "--username".into(),
+            self.user.clone(),
+        ]
+    }
+
+    /// Run SQL in `db` with psql (ON_ERROR_STOP); returns unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .env(&mut Command::new("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed on {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run a SQL file in `db` (ON_ERROR_STOP).
+    pub fn psql_file(&self, db: &str, file: &Path) {
+        let out = self
+            .env(&mut Command::new("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql -f {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Create a database (from template0, UTF8).
+    pub fn createdb(&self, db: &str) {
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{db}\" TEMPLATE template0 ENCODING 'UTF8'"),
+        );
+    }
+
+    /// Create a database and load the TOYBOX fixture into it.
+    pub fn toybox(&self, db: &str) {
+        self.createdb(db);
+        self.psql_file(db, &fixture("toybox.sql"));
+    }
+
+    /// Stop the server (fast, like a crash).
+    pub fn stop(&self) {
+        let st = Command::new(workspace().join("tests/pg-throwaway"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace().join("tests/pg-throwaway"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Everything a restore must reproduce, as one string: the rows of every
+/// table (sorted by the whole row), every sequence's state, every large
+/// object's bytes (md5) and every table's owner.
+pub fn fingerprint(pg: &Pg, db: &str) -> String {
+    let mut out = String::new();
+    let tables = pg.psql(
+        db,
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+    );
+    for t in tables.lines() {
+        let rows = pg.psql(db, &format!("SELECT count(*) FROM {t}"));
+        out.push_str(&format!("== table {t} ({} rows)\n", rows.trim()));
+        let copy = pg
+            .env(&mut Command::new("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c"])
+            .arg(format!(
+                "COPY (SELECT * FROM {t} x ORDER BY x::text) TO STDOUT"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            copy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        out.push_str(&String::from_utf8_lossy(&copy.stdout));
+    }
+    let seqs = pg.psql(
+        db,
+        "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1",
+    );
+    for s in seqs.lines() {
+        out.push_str(&format!(
+            "== sequence {s}: {}",
+            pg.psql(db, &format!("SELECT last_value, is_called FROM {s}"))
+        ));
+    }
+    out.push_str("== large objects\n");
+    out.push_str(&pg.psql(
+        db,
+        "SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid",
+    ));
+    out.push_str("== owners\n");
+    out.push_str(&pg.psql(
+        db,
+        "SELECT schemaname, tablename, tableowner FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1,2",
+    ));
+    out.push_str("== comments\n");
+    out.push_str(&pg.psql(db, "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c WHERE obj_description(c.oid, 'pg_class') IS NOT NULL ORDER BY 1"));
+    out
+}
+
+/// Decompress a gzip file with GNU gzip (an independent reader).
+pub fn gunzip(path: &Path) -> Vec<u8> {
+    let out = Command::new("gzip").arg("-dc").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "gzip -dc {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Restore a .sql.gz with nothing but `gunzip -c FILE | psql` into a new
+/// database `db` of `pg`, as the README tells users to.
+pub fn restore_with_psql(pg: &Pg, file: &Path, db: &str) {
+    pg.createdb(db);
+    let script = format!(
+        "set -o pipefail; gunzip -c '{}' | psql -X -q -v ON_ERROR_STOP=1 -d '{db}' >/dev/null",
+        file.display()
+    );
+    let out = pg
+        .env(&mut Command::new("bash"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Mode bits of a path.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Child processes of `pid` as (pid, command name).
+pub fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = stat[stat.find('(').unwrap() + 1..close].to_string();
+        let ppid: u32 = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        if ppid == pid {
+            out.push((p, comm));
+        }
+    }
+    out
+}
+
+/// Poll `f` every 2 ms for up to `secs` seconds; panics with `what` on timeout.
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Send a signal to a pid.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// A small tmpfs mounted on a directory (root only): for "disk full" and
+/// "read-only" tests. Unmounted on drop.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (e.g. "2m") on `path` (created).
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {} failed", path.display());
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Remount read-only.
+    pub fn make_read_only(&self) {
+        let st = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -227,19 +227,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         return dump_to_stdout(&args, rep, clock);
     }
 
-    let dest = match &args.output {
-        Some(p) => p.clone(),
-        None => {
-            let name = BackupName::new(
-                Kind::Dump,
-                args.label(),
-                Local::now().naive_local(),
-                Precision::Second,
-            );
-            args.dir.join(name.file_name())
-        }
+    let dir = match &args.output {
+        Some(p) => parent_of(p).to_path_buf(),
+        None => args.dir.clone(),
     };
-    let dir = parent_of(&dest).to_path_buf();
     ensure_dir(&dir)?;
     let _lock = lock::acquire(&dir, Duration::from_secs(args.wait))
         .with_context(|| format!("cannot lock backup directory '{}'", dir.display()))?;
@@ -250,6 +241,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
                 .with("reason", "stale temporary file of an interrupted run"),
         );
     }
+    let dest = match &args.output {
+        Some(p) => p.clone(),
+        None => fresh_name(&dir, args.label()),
+    };
     let roles_dest = roles_path(&dest);
     let manifest_dest = manifest_path(&dest);
     let want_roles = !args.stdin && !args.no_roles;
@@ -380,6 +375,30 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     rep.summary_field("written", 2 + roles_published.is_some() as u64);
     rep.summary_field("path", tb_shared::record::path_value(&dump_path));
     Ok(rep.outcome())
+}
+
+/// `DIR/LABEL_YYYYMMDD_HHMMSS.sql.gz` for now. Names carry the second, so
+/// a run that starts in the same second as the previous one (a quick
+/// manual rerun) waits for the next second rather than collide.
+fn fresh_name(dir: &Path, label: &str) -> PathBuf {
+    let mut tries = 0;
+    loop {
+        let name = BackupName::new(
+            Kind::Dump,
+            label,
+            Local::now().naive_local(),
+            Precision::Second,
+        );
+        let path = dir.join(name.file_name());
+        let taken = [Kind::Dump, Kind::Roles, Kind::Manifest]
+            .iter()
+            .any(|k| dir.join(name.sibling(*k).file_name()).exists());
+        if !taken || tries >= 5 {
+            return path;
+        }
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn file_entry(role: &str, path: &Path, stats: &GzStats) -> FileEntry {

@@ -1,0 +1,946 @@
+//! tb-dump against a real PostgreSQL server (a throwaway cluster per test
+//! binary, see tb-testkit). Every failure test asserts: exit 2, an error
+//! record with the right cause, one plain stderr line naming it, no file
+//! with a final name, no temporary left, and the earlier backups in the
+//! directory byte-identical.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use tb_testkit::{
+    Pg, Sandbox, Tmpfs, children_of, events, fingerprint, gunzip, is_root, list_dir, mode, records,
+    restore_with_psql, sha256sum, signal, snapshot_files, summary, wait_for,
+};
+
+fn tb_dump(pg: &Pg) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-dump"));
+    pg.env(&mut c);
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+/// The source database of most tests: the TOYBOX fixture.
+fn toybox() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| Pg::shared().toybox("toybox"));
+    "toybox"
+}
+
+/// A database with one 70 MB table, so a dump takes long enough to be
+/// interrupted and is too big for a 2 MB filesystem.
+fn bulk() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let pg = Pg::shared();
+        pg.createdb("bulk");
+        pg.psql(
+            "bulk",
+            "CREATE TABLE bulk AS SELECT g, md5(g::text) || md5((g*7)::text) || repeat('x', 40) AS t FROM generate_series(1, 700000) g",
+        );
+    });
+    "bulk"
+}
+
+/// An earlier, real backup set copied into `dir`: the files a failed run
+/// must leave untouched.
+fn seed_earlier_backup(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    static SEED: OnceLock<Sandbox> = OnceLock::new();
+    let seed = SEED.get_or_init(|| {
+        let sb = Sandbox::new();
+        let pg = Pg::shared();
+        let out = run(tb_dump(pg)
+            .args(["--dbname", toybox(), "--name", "earlier", "--dir"])
+            .arg(sb.path()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sb
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in snapshot_files(seed.path()) {
+        if !name.starts_with('.') {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    backups(dir)
+}
+
+/// The files of `dir` except the lock file (which holds the last pid).
+fn backups(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot_files(dir)
+        .into_iter()
+        .filter(|(n, _)| n != ".tb.lock")
+        .collect()
+}
+
+/// Exit 2, error record with `cause`, stderr names it, nothing new in `dir`.
+fn assert_failed_cleanly(
+    out: &Output,
+    dir: &Path,
+    before: &BTreeMap<String, Vec<u8>>,
+    cause: &str,
+    says: &str,
+) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let recs = records(&out.stdout);
+    let errs = events(&recs, "error");
+    assert_eq!(errs.len(), 1, "{recs:#?}");
+    assert_eq!(errs[0]["cause"], cause, "{recs:#?}");
+    assert!(
+        events(&recs, "written").is_empty(),
+        "nothing may be written: {recs:#?}"
+    );
+    assert_eq!(summary(&recs)["status"], "failed");
+    let human: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tb-dump: error: "))
+        .collect();
+    assert_eq!(human.len(), 1, "one human error line: {stderr}");
+    assert!(
+        human[0].contains(says),
+        "stderr should say {says:?}: {stderr}"
+    );
+    assert_eq!(
+        &backups(dir),
+        before,
+        "earlier backups must be byte-identical and nothing added"
+    );
+}
+
+fn written<'a>(recs: &'a [Value], kind: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["event"] == "written" && r["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} record: {recs:#?}"))
+}
+
+#[test]
+fn dump_restores_identically_with_gunzip_and_psql() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.join("db")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let dump = PathBuf::from(written(&recs, "dump")["path"].as_str().unwrap());
+    let name = dump.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("toybox_")
+            && name.ends_with(".sql.gz")
+            && name.len() == "toybox_20260101_030000.sql.gz".len(),
+        "{name}"
+    );
+    restore_with_psql(pg, &dump, "toybox_restored_plain");
+    assert_eq!(
+        fingerprint(pg, "toybox"),
+        fingerprint(pg, "toybox_restored_plain")
+    );
+    assert_eq!(summary(&recs)["exit_code"], 0);
+}
+
+#[test]
+fn records_and_manifest_describe_the_file_exactly() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.path()));
+    assert!(out.status.success());
+    let recs = records(&out.stdout);
+    let d = written(&recs, "dump");
+    let dump = PathBuf::from(d["path"].as_str().unwrap());
+    assert_eq!(d["bytes"], std::fs::metadata(&dump).unwrap().len());
+    assert_eq!(d["sha256"], sha256sum(&dump));
+    let sql = gunzip(&dump);
+    assert_eq!(d["raw_bytes"], sql.len() as u64);
+    assert_eq!(d["large_objects"], 2);
+
+    let manifest_path = PathBuf::from(written(&recs, "manifest")["path"].as_str().unwrap());
+    assert_eq!(
+        manifest_path,
+        dump.with_file_name(
+            dump.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replace(".sql.gz", ".manifest.json")
+        )
+    );
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(m["format"], "tb-manifest");
+    assert_eq!(m["files"][0]["sha256"], sha256sum(&dump));
+    assert_eq!(m["files"][1]["role"], "roles");
+    assert_eq!(
+        m["files"][1]["sha256"],
+        sha256sum(&PathBuf::from(
+            written(&recs, "roles")["path"].as_str().unwrap()
+        ))
+    );
+    assert_eq!(m["database"]["encoding"], "UTF8");
+    assert_eq!(m["verified"]["verdict"], "good");
+    assert!(
+        m["database"]["pg_dump_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(char::is_numeric)
+    );
+    // Row counts counted from the stream equal the server's own counts.
+    let tables = m["database"]["tables"].as_object().unwrap();
+    for (t, n) in [
+        ("public.users", "users"),
+        ("public.posts", "posts"),
+        ("public.comments", "comments"),
+        ("public.likes", "likes"),
+        ("game.scores", "game.scores"),
+        ("public.\"Odd Table\"", "\"Odd Table\""),
+    ] {
+        let real: u64 = pg
+            .psql("toybox", &format!("SELECT count(*) FROM {n}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(tables[t].as_u64(), Some(real), "rows of {t}");
+    }
+    assert_eq!(tables.len(), 10, "{tables:?}");
+    assert_eq!(
+        m["database"]["rows"],
+        tables.values().map(|v| v.as_u64().unwrap()).sum::<u64>()
+    );
+    assert_eq!(d["tables"], 10);
+}
+
+#[test]
+fn files_are_private_and_new_directories_0700() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let dir = sb.join("backup/toybox/database");
+    let out = run(tb_dump(pg).args(["--dbname", toybox(), "--dir"]).arg(&dir));
+    assert!(out.status.success());
+    assert_eq!(mode(&sb.join("backup")), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    let names = list_dir(&dir);
+    assert_eq!(names.len(), 4, "{names:?}"); // lock, dump, roles, manifest
+    for n in names {
+        assert_eq!(mode(&dir.join(&n)), 0o600, "{n}");
+    }
+}
+
+#[test]
+fn roles_file_restores_onto_a_fresh_cluster() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.path()));
+    assert!(out.status.success());
+    let recs = records(&out.stdout);
+    let roles = PathBuf::from(written(&recs, "roles")["path"].as_str().unwrap());
+    let dump = PathBuf::from(written(&recs, "dump")["path"].as_str().unwrap());
+    let roles_sql = String::from_utf8(gunzip(&roles)).unwrap();
+    assert!(
+        roles_sql.contains("CREATE ROLE toybox_owner;"),
+        "{roles_sql}"
+    );
+    assert!(
+        roles_sql.contains("SCRAM-SHA-256$"),
+        "role passwords are kept (hashed)"
+    );
+
+    let fresh = Pg::start();
+    // As the README says: roles first (the bootstrap superuser's CREATE ROLE
+    // fails harmlessly: it exists), then the dump with ON_ERROR_STOP.
+    let st = fresh
+        .env(&mut Command::new("bash"))
+        .arg("-c")
+        .arg(format!(
+            "gunzip -c '{}' | psql -X -q -d postgres >/dev/null 2>&1",
+            roles.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        fresh.psql(
+            "postgres",
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'toybox%' ORDER BY 1"
+        ),
+        "toybox_owner\ntoybox_reader\n"
+    );
+    restore_with_psql(&fresh, &dump, "toybox");
+    assert_eq!(fingerprint(pg, "toybox"), fingerprint(&fresh, "toybox"));
+    assert_eq!(
+        fresh.psql(
+            "toybox",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'titles'"
+        ),
+        "toybox_owner\n"
+    );
+}
+
+#[test]
+fn wrong_password_publishes_nothing() {
+    let pg = Pg::shared();
+    pg.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='pw_user') THEN CREATE ROLE pw_user LOGIN SUPERUSER PASSWORD 'right-pw'; END IF; END $$");
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run(tb_dump(pg)
+        .env("PGPASSWORD", "wrong-pw")
+        .args([
+            "--dbname",
+            toybox(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &pg.port.to_string(),
+            "--username",
+            "pw_user",
+            "--dir",
+        ])
+        .arg(sb.path()));
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "wrong_password",
+        "wrong password for user \"pw_user\"",
+    );
+    // The password itself appears nowhere.
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("wrong-pw")
+            && !String::from_utf8_lossy(&out.stderr).contains("wrong-pw")
+    );
+
+    // And with the right one it works over TCP.
+    let ok = run(tb_dump(pg)
+        .env("PGPASSWORD", "right-pw")
+        .args([
+            "--dbname",
+            toybox(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &pg.port.to_string(),
+            "--username",
+            "pw_user",
+            "--dir",
+        ])
+        .arg(sb.path()));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn missing_password_publishes_nothing() {
+    let pg = Pg::shared();
+    pg.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='pw_user2') THEN CREATE ROLE pw_user2 LOGIN PASSWORD 'pw'; END IF; END $$");
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run(tb_dump(pg)
+        .env("PGPASSFILE", "/nonexistent")
+        .args([
+            "--dbname",
+            toybox(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &pg.port.to_string(),
+            "--username",
+            "pw_user2",
+            "--dir",
+        ])
+        .arg(sb.path()));
+    assert_failed_cleanly(&out, sb.path(), &before, "no_password", "none was given");
+}
+
+#[test]
+fn missing_database_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run(tb_dump(pg)
+        .args(["--dbname", "no_such_db", "--dir"])
+        .arg(sb.path()));
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "no_database",
+        "database \"no_such_db\" does not exist",
+    );
+}
+
+#[test]
+fn stopped_server_publishes_nothing() {
+    let pg = Pg::start();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    pg.stop();
+    let out = run(tb_dump(&pg)
+        .args(["--dbname", "postgres", "--dir"])
+        .arg(sb.path()));
+    assert_failed_cleanly(&out, sb.path(), &before, "server_down", "not running");
+}
+
+#[test]
+fn missing_pg_dump_program_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run(tb_dump(pg)
+        .args([
+            "--dbname",
+            toybox(),
+            "--pg-dump",
+            "/nonexistent/pg_dump",
+            "--dir",
+        ])
+        .arg(sb.path()));
+    assert_failed_cleanly(&out, sb.path(), &before, "not_found", "not found");
+}
+
+/// Start a dump of the bulk database and freeze pg_dump once the temporary
+/// file holds compressed data. Returns (tb-dump child, pg_dump pid, temp path).
+fn start_and_freeze(pg: &Pg, dir: &Path) -> (std::process::Child, u32, PathBuf) {
+    let child = tb_dump(pg)
+        .args(["--dbname", bulk(), "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tb_pid = child.id();
+    let (pg_dump, temp) = wait_for(60, "pg_dump to write data", || {
+        let pd = children_of(tb_pid)
+            .into_iter()
+            .find(|(_, c)| c == "pg_dump")?
+            .0;
+        let temp = list_dir(dir)
+            .into_iter()
+            .find(|n| n.starts_with(".tb-tmp.") && n.ends_with(&format!(".{tb_pid}")))?;
+        let size = std::fs::metadata(dir.join(&temp)).ok()?.len();
+        (size > 100).then(|| {
+            signal(pd, Signal::SIGSTOP);
+            (pd, dir.join(temp))
+        })
+    });
+    wait_for(10, "pg_dump to be frozen mid-stream", || {
+        std::fs::read_to_string(format!("/proc/{pg_dump}/stat"))
+            .ok()?
+            .contains(") T ")
+            .then_some(())
+    });
+    (child, pg_dump, temp)
+}
+
+#[test]
+fn pg_dump_killed_in_the_middle_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let (child, pg_dump, temp) = start_and_freeze(pg, sb.path());
+    assert!(temp.exists());
+    signal(pg_dump, Signal::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "killed",
+        "pg_dump was killed by SIGKILL",
+    );
+}
+
+#[test]
+fn sigterm_stops_the_run_and_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let (child, pg_dump, _) = start_and_freeze(pg, sb.path());
+    signal(child.id(), Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "interrupted",
+        "interrupted by SIGTERM",
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pg_dump}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pg_dump}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    );
+}
+
+#[test]
+fn killed_run_leaves_only_a_temp_that_the_next_run_removes() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let (mut child, pg_dump, temp) = start_and_freeze(pg, sb.path());
+    signal(child.id(), Signal::SIGKILL);
+    let _ = child.wait();
+    signal(pg_dump, Signal::SIGKILL);
+    // Only the temp is new, and it is hidden and not a backup name.
+    let mut after = backups(sb.path());
+    let left = after.remove(temp.file_name().unwrap().to_str().unwrap());
+    assert!(
+        left.is_some(),
+        "the killed run's temp is there: {:?}",
+        list_dir(sb.path())
+    );
+    assert_eq!(after, before);
+    // The next run removes it and says so.
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let removed = events(&recs, "removed");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["path"], temp.to_str().unwrap());
+    assert!(!temp.exists());
+    assert!(
+        list_dir(sb.path())
+            .iter()
+            .all(|n| !n.starts_with(".tb-tmp."))
+    );
+}
+
+fn plain_dump(pg: &Pg, db: &str) -> Vec<u8> {
+    let out = pg
+        .env(&mut Command::new("pg_dump"))
+        .args(["-d", db])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn run_stdin(pg: &Pg, args: &[&str], dir: &Path, input: &[u8]) -> Output {
+    let mut child = tb_dump(pg)
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let t = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    t.join().unwrap();
+    out
+}
+
+#[test]
+fn truncated_stdin_stream_publishes_nothing() {
+    let pg = Pg::shared();
+    let sql = plain_dump(pg, toybox());
+    let text = String::from_utf8_lossy(&sql);
+    let before_unrestrict = text.rfind("\\unrestrict").unwrap();
+    let inside_trailer = text.rfind("dump complete").unwrap();
+    // A third in; inside the \unrestrict key; just before it; inside the trailer.
+    for cut in [
+        sql.len() / 3,
+        sql.len() - 30,
+        before_unrestrict,
+        inside_trailer,
+    ] {
+        let sb = Sandbox::new();
+        let before = seed_earlier_backup(sb.path());
+        let out = run_stdin(pg, &["--stdin", "--name", "toybox"], sb.path(), &sql[..cut]);
+        assert_failed_cleanly(
+            &out,
+            sb.path(),
+            &before,
+            "incomplete",
+            "not a complete pg_dump",
+        );
+    }
+}
+
+#[test]
+fn empty_stdin_stream_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run_stdin(pg, &["--stdin", "--name", "toybox"], sb.path(), b"");
+    assert_failed_cleanly(&out, sb.path(), &before, "incomplete", "the dump is empty");
+}
+
+#[test]
+fn pipeline_form_publishes_a_complete_dump() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let script = format!(
+        "set -o pipefail; pg_dump -d {} | '{}' --stdin --name toybox --dir '{}'",
+        toybox(),
+        env!("CARGO_BIN_EXE_tb-dump"),
+        sb.path().display()
+    );
+    let out = pg
+        .env(&mut Command::new("bash"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let dump = PathBuf::from(written(&recs, "dump")["path"].as_str().unwrap());
+    assert!(
+        events(&recs, "written")
+            .iter()
+            .all(|r| r["kind"] != "roles"),
+        "no roles from a stream"
+    );
+    restore_with_psql(pg, &dump, "toybox_from_pipeline");
+    assert_eq!(
+        fingerprint(pg, "toybox"),
+        fingerprint(pg, "toybox_from_pipeline")
+    );
+}
+
+#[test]
+fn unwritable_destination_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let dir = sb.join("ro");
+    let _mount;
+    let before = if is_root() {
+        _mount = Tmpfs::mount(&dir, "4m");
+        let b = seed_earlier_backup(&dir);
+        _mount.make_read_only();
+        b
+    } else {
+        let b = seed_earlier_backup(&dir);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o500))
+            .unwrap();
+        b
+    };
+    let out = run(tb_dump(pg).args(["--dbname", toybox(), "--dir"]).arg(&dir));
+    assert_eq!(out.status.code(), Some(2));
+    let recs = records(&out.stdout);
+    assert_eq!(
+        events(&recs, "error")[0]["cause"],
+        "not_writable",
+        "{recs:#?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not writable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(backups(&dir), before);
+}
+
+#[test]
+fn full_disk_publishes_nothing() {
+    if !is_root() {
+        eprintln!("SKIP full_disk_publishes_nothing: needs root to mount a small tmpfs");
+        return;
+    }
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let dir = sb.join("small");
+    let _mount = Tmpfs::mount(&dir, "2m");
+    let before = seed_earlier_backup(&dir);
+    let out = run(tb_dump(pg).args(["--dbname", bulk(), "--dir"]).arg(&dir));
+    assert_failed_cleanly(&out, &dir, &before, "disk_full", "disk full");
+    assert!(
+        list_dir(&dir).iter().all(|n| !n.starts_with(".tb-tmp.")),
+        "the temp is removed: {:?}",
+        list_dir(&dir)
+    );
+}
+
+#[test]
+fn a_second_run_exits_75_and_a_waiting_run_succeeds() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("locked_db");
+    pg.psql(
+        "locked_db",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
+    // Hold a lock that makes the first run's pg_dump wait.
+    let mut holder = pg
+        .env(&mut Command::new("psql"))
+        .args(["-X", "-q", "-d", "locked_db"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hin = holder.stdin.take().unwrap();
+    writeln!(hin, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;").unwrap();
+    wait_for(20, "the table lock", || {
+        (pg.psql("locked_db", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.mode = 'AccessExclusiveLock' AND l.granted").trim() == "1").then_some(())
+    });
+    let first = tb_dump(pg)
+        .args(["--dbname", "locked_db", "--dir"])
+        .arg(sb.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = sb.join(".tb.lock");
+    wait_for(20, "the first run to hold the lock", || {
+        (std::fs::read_to_string(&lock).ok()? == first.id().to_string()).then_some(())
+    });
+    let second = run(tb_dump(pg)
+        .args(["--dbname", "locked_db", "--dir"])
+        .arg(sb.path()));
+    assert_eq!(
+        second.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let recs = records(&second.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], "busy");
+    assert_eq!(summary(&recs)["status"], "busy");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains(&format!("locked by pid {}", first.id()))
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a different second for the third name
+    let third = tb_dump(pg)
+        .args(["--dbname", "locked_db", "--wait", "60", "--dir"])
+        .arg(sb.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    writeln!(hin, "COMMIT;").unwrap();
+    drop(hin);
+    let _ = holder.wait();
+    let first = first.wait_with_output().unwrap();
+    let third = third.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let dumps: Vec<String> = list_dir(sb.path())
+        .into_iter()
+        .filter(|n| n.ends_with(".sql.gz") && !n.contains(".roles."))
+        .collect();
+    assert_eq!(
+        dumps.len(),
+        2,
+        "two distinct dumps, no collision: {dumps:?}"
+    );
+}
+
+#[test]
+fn stdout_stream_is_gzip_and_records_go_to_stderr() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "-o", "-"])
+        .current_dir(sb.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = sb.join("stream.sql.gz");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let sql = String::from_utf8(gunzip(&file)).unwrap();
+    assert!(
+        sql.trim_end()
+            .contains("-- PostgreSQL database dump complete")
+    );
+    let recs = records(&out.stderr);
+    let d = written(&recs, "dump");
+    assert_eq!(d["path"], "-");
+    assert_eq!(d["bytes"], out.stdout.len() as u64);
+    assert_eq!(d["sha256"], sha256sum(&file));
+    assert_eq!(summary(&recs)["status"], "ok");
+    assert!(
+        list_dir(sb.path()) == ["stream.sql.gz"],
+        "nothing else written: {:?}",
+        list_dir(sb.path())
+    );
+    restore_with_psql(pg, &file, "toybox_from_stdout");
+    assert_eq!(
+        fingerprint(pg, "toybox"),
+        fingerprint(pg, "toybox_from_stdout")
+    );
+}
+
+#[test]
+fn failed_stream_to_stdout_is_never_a_valid_gzip() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    // A truncated input stream: the output must not pass gzip -t.
+    let sql = plain_dump(pg, toybox());
+    let mut child = tb_dump(pg)
+        .args(["--stdin", "--name", "x", "-o", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let part = sql[..sql.len() - 40].to_vec();
+    let t = std::thread::spawn(move || stdin.write_all(&part));
+    let out = child.wait_with_output().unwrap();
+    t.join().unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let file = sb.join("partial.gz");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let st = Command::new("gzip")
+        .arg("-t")
+        .arg(&file)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !st.success(),
+        "a failed stream must not be a complete gzip file"
+    );
+    let recs = records(&out.stderr);
+    assert_eq!(events(&recs, "error")[0]["cause"], "incomplete");
+
+    // A failing pg_dump: same.
+    let out = run(tb_dump(pg).args(["--dbname", "no_such_db", "-o", "-"]));
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::write(&file, &out.stdout).unwrap();
+    let st = Command::new("gzip")
+        .arg("-t")
+        .arg(&file)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!st.success());
+}
+
+#[test]
+fn existing_output_is_never_overwritten() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let target = sb.join("mine.sql.gz");
+    std::fs::write(&target, b"precious").unwrap();
+    let before = backups(sb.path());
+    let out = run(tb_dump(pg).args(["--dbname", toybox(), "-o"]).arg(&target));
+    assert_failed_cleanly(&out, sb.path(), &before, "exists", "already exists");
+}
+
+#[test]
+fn output_file_gets_its_manifest_and_roles_beside_it() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let target = sb.join("manual-before-upgrade.sql.gz");
+    let out = run(tb_dump(pg).args(["--dbname", toybox(), "-o"]).arg(&target));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        list_dir(sb.path()),
+        [
+            ".tb.lock",
+            "manual-before-upgrade.manifest.json",
+            "manual-before-upgrade.roles.sql.gz",
+            "manual-before-upgrade.sql.gz"
+        ]
+    );
+}
+
+#[test]
+fn log_file_receives_the_same_records() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let log = sb.join("toybox_backup.log");
+    let ok = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--log"])
+        .arg(&log)
+        .arg("--dir")
+        .arg(sb.join("d")));
+    let bad = run(tb_dump(pg)
+        .args(["--dbname", "no_such_db", "--log"])
+        .arg(&log)
+        .arg("--dir")
+        .arg(sb.join("d")));
+    assert_eq!((ok.status.code(), bad.status.code()), (Some(0), Some(2)));
+    let logged = std::fs::read(&log).unwrap();
+    let mut expected = ok.stdout.clone();
+    expected.extend_from_slice(&bad.stdout);
+    assert_eq!(
+        String::from_utf8(logged).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+    assert_eq!(mode(&log), 0o600);
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_message() {
+    let pg = Pg::shared();
+    let out = run(tb_dump(pg).args(["--level", "12"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--level"));
+    let out = run(tb_dump(pg).args(["--dbname", "my db"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
+}
+
+#[test]
+fn help_explains_restore_and_exit_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tb-dump"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "gunzip -c",
+        "75 busy",
+        "--container",
+        "--stdin",
+        "PGPASSWORD",
+    ] {
+        assert!(help.contains(needle), "--help should mention {needle}");
+    }
+}
