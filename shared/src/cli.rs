@@ -17,7 +17,7 @@ use crate::record::{Reporter, Sink};
 pub struct Common {
     /// Also append every record (JSON line) to FILE; created 0600 if missing.
     /// Lines from tools writing at once never interleave.
-    #[arg(long, value_name = "FILE", env = "TB_LOG")]
+    #[arg(long, value_name = "FILE", env = "TB_LOG", global = true)]
     pub log: Option<PathBuf>,
 }
 

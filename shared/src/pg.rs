@@ -342,6 +342,43 @@ mod tests {
     }
 
     #[test]
+    fn container_commands_pass_the_password_by_name_and_never_ask_for_a_tty() {
+        let conn = Conn {
+            username: Some("postgres".into()),
+            container: Some("backend-db-1".into()),
+            docker: "docker".into(),
+            ..Conn::default()
+        };
+        let cmd = conn.command("pg_dump", &["--dbname".into(), "toybox".into()]);
+        let argv: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = argv.join(" ");
+        assert!(joined.starts_with("docker exec -i "), "{joined}");
+        assert!(
+            !argv.iter().any(|a| a == "-t" || a == "-it" || a == "--tty"),
+            "{joined}"
+        );
+        assert!(
+            joined.ends_with(
+                "backend-db-1 pg_dump --no-password --username postgres --dbname toybox"
+            ),
+            "{joined}"
+        );
+        // `-e PGPASSWORD` appears only when the variable is set, and only by
+        // name: values are never put in argv.
+        for (i, a) in argv.iter().enumerate() {
+            if a == "-e" {
+                assert!(!argv[i + 1].contains('='), "{joined}");
+            }
+        }
+        let local = Conn::default().command("pg_dump", &[]);
+        assert_eq!(local.get_program(), "pg_dump");
+        assert_eq!(local.get_args().next().unwrap(), "--no-password");
+    }
+
+    #[test]
     fn docker_errors_are_named() {
         assert_eq!(
             classify("Error: No such container: backend-db-1\n", true).0,

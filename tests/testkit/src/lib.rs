@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 
 pub use tempfile;
 
+pub mod docker;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,6 +86,26 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     };
     v.sort();
     v
+}
+
+/// PostgreSQL 16.2 programs fetched by `tests/fetch-pg16` (a server newer
+/// than the system's pg_dump, and a pg_dump from before `\restrict`):
+/// `TB_PG16_BINDIR`, else `target/pg-extra/pg16/pgserver/pginstall/bin`. Missing: panic under
+/// `TB_REQUIRE_PG16=1` (CI), else print SKIP and return `None`.
+pub fn pg16_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("TB_PG16_BINDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/pg-extra/pg16/pgserver/pginstall/bin"));
+    if dir.join("postgres").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("TB_REQUIRE_PG16").as_deref() != Ok("1"),
+        "{test}: TB_REQUIRE_PG16=1 but {} has no PostgreSQL 16 (run tests/fetch-pg16)",
+        dir.display()
+    );
+    eprintln!("SKIP {test}: no PostgreSQL 16 programs (run tests/fetch-pg16)");
+    None
 }
 
 /// Every file in `dir` with its bytes (to prove nothing changed).
@@ -159,12 +181,22 @@ pub struct Pg {
 impl Pg {
     /// initdb + start a new cluster.
     pub fn start() -> Pg {
+        Pg::start_with(None)
+    }
+
+    /// initdb + start a new cluster with the server programs in `bindir`
+    /// (the system's newest when `None`).
+    pub fn start_with(bindir: Option<&Path>) -> Pg {
         let dir = tempfile::Builder::new()
             .prefix("tb-pg-")
             .tempdir()
             .unwrap()
             .keep();
-        let out = Command::new(workspace().join("tests/pg-throwaway"))
+        let mut cmd = Command::new(workspace().join("tests/pg-throwaway"));
+        if let Some(b) = bindir {
+            cmd.env("TB_PG_BINDIR", b);
+        }
+        let out = cmd
             .arg("start")
             .arg(&dir)
             .stderr(Stdio::inherit())
@@ -384,7 +416,7 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
 pub fn restore_with_psql(pg: &Pg, file: &Path, db: &str) {
     pg.createdb(db);
     let script = format!(
-        "set -o pipefail; gunzip -c '{}' | psql -X -q -v ON_ERROR_STOP=1 -d '{db}' >/dev/null",
+        "set -o pipefail; gunzip -c '{}' | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d '{db}' >/dev/null",
         file.display()
     );
     let out = pg

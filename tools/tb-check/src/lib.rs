@@ -96,7 +96,12 @@ fn path_of_line(line: &str) -> Option<PathBuf> {
     }
     if t.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(t).ok()?;
-        if v.get("kind").and_then(|k| k.as_str()) == Some("manifest") {
+        let event = v.get("event").and_then(|k| k.as_str()).unwrap_or("");
+        if matches!(
+            event,
+            "summary" | "error" | "warning" | "removed" | "deleted"
+        ) || v.get("kind").and_then(|k| k.as_str()) == Some("manifest")
+        {
             return None;
         }
         let p = v.get("path")?.as_str()?;
@@ -160,7 +165,10 @@ mod tests {
             path_of_line(r#"{"event":"written","kind":"manifest","path":"/b/t.manifest.json"}"#),
             None
         );
-        assert_eq!(path_of_line(r#"{"event":"summary","status":"ok"}"#), None);
+        assert_eq!(
+            path_of_line(r#"{"event":"summary","status":"ok","path":"/b/t.sql.gz"}"#),
+            None
+        );
         assert_eq!(
             path_of_line(r#"{"event":"written","kind":"dump","path":"-"}"#),
             None

@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use tb_testkit::{
-    Pg, Sandbox, Tmpfs, children_of, events, fingerprint, gunzip, is_root, list_dir, mode, records,
-    restore_with_psql, sha256sum, signal, snapshot_files, summary, wait_for,
+    Pg, Sandbox, Tmpfs, children_of, events, fingerprint, gunzip, is_root, list_dir, mode,
+    pg16_or_skip, records, restore_with_psql, sha256sum, signal, snapshot_files, summary, wait_for,
 };
 
 fn tb_dump(pg: &Pg) -> Command {
@@ -943,4 +943,120 @@ fn help_explains_restore_and_exit_codes() {
     ] {
         assert!(help.contains(needle), "--help should mention {needle}");
     }
+}
+
+#[test]
+fn pg_dump_older_than_the_server_publishes_nothing() {
+    let Some(pg16) = pg16_or_skip("pg_dump_older_than_the_server_publishes_nothing") else {
+        return;
+    };
+    let newer = Pg::start_with(Some(&pg16));
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    // The system pg_dump (15) against a 16 server.
+    let out = run(tb_dump(&newer)
+        .args(["--dbname", "postgres", "--pg-dump", "pg_dump", "--dir"])
+        .arg(sb.path()));
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "version_mismatch",
+        "is older than the server 16.2",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pg_dump 15."),
+        "both versions are named: {stderr}"
+    );
+}
+
+#[test]
+fn dumps_from_a_pg_dump_without_restrict_lines_are_complete_too() {
+    let Some(pg16) = pg16_or_skip("dumps_from_a_pg_dump_without_restrict_lines_are_complete_too")
+    else {
+        return;
+    };
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    // pg_dump 16.2 predates the `\restrict` releases: the old trailer.
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--no-roles", "--pg-dump"])
+        .arg(pg16.join("pg_dump"))
+        .arg("--dir")
+        .arg(sb.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let dump = PathBuf::from(written(&recs, "dump")["path"].as_str().unwrap());
+    let sql = String::from_utf8(gunzip(&dump)).unwrap();
+    assert!(!sql.contains("\\restrict"), "an old-style dump");
+    assert!(sql.contains("-- Dumped by pg_dump version 16.2"));
+    restore_with_psql(pg, &dump, "toybox_from_pg_dump16");
+    assert_eq!(
+        fingerprint(pg, "toybox"),
+        fingerprint(pg, "toybox_from_pg_dump16")
+    );
+    // Cut anywhere in its trailer, such a stream is refused.
+    let cut = sql.rfind("complete").unwrap();
+    let sb2 = Sandbox::new();
+    let before = seed_earlier_backup(sb2.path());
+    let out = run_stdin(
+        pg,
+        &["--stdin", "--name", "old"],
+        sb2.path(),
+        &sql.as_bytes()[..cut],
+    );
+    assert_failed_cleanly(
+        &out,
+        sb2.path(),
+        &before,
+        "incomplete",
+        "no \"dump complete\" trailer",
+    );
+}
+
+#[test]
+fn readme_restore_recipe_works_with_plain_tools() {
+    // The README's "Restoring a dump without tb", step by step, onto a
+    // fresh cluster (its superuser comes from PGUSER instead of -U postgres).
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.path()));
+    assert!(out.status.success());
+    let fresh = Pg::start();
+    let script = r#"
+set -euo pipefail
+f=$(ls toybox_*.sql.gz | grep -v '\.roles\.' | sort | tail -n 1)
+stem=${f%.sql.gz}
+jq -r '.files[] | "\(.sha256)  \(.name)"' "$stem.manifest.json" | sha256sum -c
+gunzip -c "$stem.roles.sql.gz" | psql -d postgres >/dev/null 2>&1 || true
+createdb -T template0 -E UTF8 toybox
+gunzip -c "$f" | psql -v ON_ERROR_STOP=1 --single-transaction -d toybox >/dev/null
+jq -r '.database.tables["public.posts"]' "$stem.manifest.json"
+"#;
+    let out = fresh
+        .env(&mut Command::new("bash"))
+        .arg("-c")
+        .arg(script)
+        .current_dir(sb.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(".sql.gz: OK") && text.contains(".roles.sql.gz: OK"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("500"), "{text}");
+    assert_eq!(fingerprint(pg, "toybox"), fingerprint(&fresh, "toybox"));
 }

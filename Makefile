@@ -1,0 +1,47 @@
+# tb: backup tools for a Docker-hosted PostgreSQL + media service.
+#
+#   make demo     build, start a throwaway PostgreSQL with a sample database,
+#                 dump it, verify it, restore it, show the records
+#   make test     every test, against a real PostgreSQL (and Docker)
+#   make lint     rustfmt and clippy, warnings are errors
+#   make bench    tb side by side with the standard commands (minutes)
+#   make install  binaries into $(DESTDIR)$(PREFIX)/bin
+#
+# `make test`, `make demo` and `make bench` install the PostgreSQL server
+# when it is missing and they run as root (else they print the command).
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+TOOLS = tb-dump tb-check
+
+.PHONY: all build test lint demo bench install deps clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+deps:
+	tests/ensure-deps
+	@tests/fetch-pg16 >/dev/null 2>&1 || echo "note: PostgreSQL 16 for the version tests could not be fetched (pip, PyPI); those tests SKIP"
+
+test: deps
+	$(CARGO) test --workspace --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+demo: deps build
+	tests/demo
+
+bench: deps build
+	$(CARGO) run --release --locked -p tb-bench -- dump
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	for t in $(TOOLS); do install -m 0755 target/release/$$t $(DESTDIR)$(PREFIX)/bin/$$t; done
+
+clean:
+	$(CARGO) clean
