@@ -81,17 +81,39 @@ pub struct GzStats {
     pub sha256: String,
     /// Chunks that were stored rather than compressed.
     pub stored_chunks: u64,
-    /// Compressed size of each chunk in order (the first starts after the
-    /// 10-byte header; the 8-byte trailer follows the last). Each chunk but
-    /// the last holds exactly [`CHUNK_SIZE`] uncompressed bytes. With this
-    /// index a reader can inflate the chunks in parallel.
-    pub chunk_sizes: Vec<u64>,
+    /// The chunks in order: uncompressed and compressed size of each (the
+    /// first starts after the 10-byte header; the 8-byte trailer follows the
+    /// last). With this index a reader can inflate the chunks in parallel.
+    pub chunks: Vec<Chunk>,
+}
+
+/// One independently compressed piece of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// Uncompressed bytes.
+    pub raw: u64,
+    /// Compressed bytes.
+    pub gz: u64,
+}
+
+/// What the producer knows about the bytes it writes, so that a chunk's
+/// level fits its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// Decide per chunk: `opts.level`, or store when `adaptive` and samples
+    /// do not shrink.
+    Auto,
+    /// Compress at `opts.level`.
+    Compress,
+    /// Store (level 0): the bytes are already compressed.
+    Store,
 }
 
 struct Job {
     seq: u64,
     data: Vec<u8>,
     last: bool,
+    hint: Hint,
 }
 
 struct Done {
@@ -142,6 +164,7 @@ impl Shared {
 /// its final block and trailer, so no reader mistakes it for complete.
 pub struct ParGzWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
+    hint: Hint,
     seq: u64,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
@@ -180,6 +203,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             std::thread::spawn(move || write_in_order(inner, done_rx, w_shared, w_aborted));
         ParGzWriter {
             buf: Vec::with_capacity(CHUNK_SIZE),
+            hint: Hint::Auto,
             seq: 0,
             jobs: Some(job_tx),
             workers,
@@ -212,6 +236,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             seq: self.seq,
             data,
             last,
+            hint: self.hint,
         };
         self.seq += 1;
         let sent = self
@@ -223,6 +248,35 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             return Err(self.shared.take_error());
         }
         Ok(())
+    }
+
+    /// Write `data` with a hint about its content. A change of hint ends
+    /// the current chunk, so each chunk gets the level its content needs.
+    pub fn write_hinted(&mut self, mut data: &[u8], hint: Hint) -> io::Result<()> {
+        if hint != self.hint {
+            if !self.buf.is_empty() {
+                self.submit(false)?;
+            }
+            self.hint = hint;
+        }
+        while !data.is_empty() {
+            let n = self.push(data)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Err(self.shared.take_error());
+        }
+        let room = CHUNK_SIZE - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            self.submit(false)?;
+        }
+        Ok(n)
     }
 
     /// Write the last chunk and the trailer; returns the inner writer
@@ -268,16 +322,11 @@ impl<W: Write + Send + 'static> Drop for ParGzWriter<W> {
 
 impl<W: Write + Send + 'static> Write for ParGzWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.shared.failed.load(Ordering::SeqCst) {
-            return Err(self.shared.take_error());
+        if self.hint != Hint::Auto {
+            self.write_hinted(data, Hint::Auto)?;
+            return Ok(data.len());
         }
-        let room = CHUNK_SIZE - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_SIZE {
-            self.submit(false)?;
-        }
-        Ok(n)
+        self.push(data)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -291,6 +340,9 @@ fn worker(
     shared: Arc<Shared>,
     opts: GzOptions,
 ) {
+    // One compressor per worker, reset per chunk: its state is large and
+    // chunks may be small.
+    let mut comp = Compress::new(Compression::new(opts.level), false);
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -304,8 +356,12 @@ fn worker(
         let (out, stored) = if shared.failed.load(Ordering::SeqCst) {
             (Vec::new(), false)
         } else {
-            let level = choose_level(&job.data, opts);
-            match deflate_chunk(&job.data, level, job.last) {
+            let level = match job.hint {
+                Hint::Auto => choose_level(&job.data, opts),
+                Hint::Compress => opts.level,
+                Hint::Store => 0,
+            };
+            match deflate_with(&mut comp, &job.data, level, job.last) {
                 Ok(out) => (out, level == 0 && opts.level != 0),
                 Err(e) => {
                     shared.fail(e);
@@ -355,7 +411,18 @@ fn choose_level(data: &[u8], opts: GzOptions) -> u32 {
 /// Raw-deflate `data` at `level`, ending with a final block when `last`,
 /// else with a sync flush (byte-aligned, so chunks concatenate).
 pub fn deflate_chunk(data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Compression::new(level), false);
+    deflate_with(
+        &mut Compress::new(Compression::new(level), false),
+        data,
+        level,
+        last,
+    )
+}
+
+fn deflate_with(c: &mut Compress, data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+    c.reset();
+    c.set_level(Compression::new(level))
+        .map_err(|e| io::Error::other(format!("deflate level: {e}")))?;
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 256);
     let flush = if last {
         FlushCompress::Finish
@@ -391,7 +458,7 @@ fn write_in_order<W: Write>(
     let mut crc = crc32fast::Hasher::new();
     let mut stored_chunks = 0u64;
     let mut raw_bytes = 0u64;
-    let mut chunk_sizes = Vec::new();
+    let mut chunks = Vec::new();
     let mut put = |inner: &mut W, bytes: &[u8], sha: &mut Sha256| -> io::Result<()> {
         inner.write_all(bytes)?;
         sha.update(bytes);
@@ -416,7 +483,10 @@ fn write_in_order<W: Write>(
             raw_bytes += d.len as u64;
             stored_chunks += d.stored as u64;
             if ok && !aborted.load(Ordering::SeqCst) && !shared.failed.load(Ordering::SeqCst) {
-                chunk_sizes.push(d.out.len() as u64);
+                chunks.push(Chunk {
+                    raw: d.len as u64,
+                    gz: d.out.len() as u64,
+                });
                 let mut res = put(&mut inner, &d.out, &mut sha);
                 if res.is_ok() && d.last {
                     let mut trailer = [0u8; 8];
@@ -444,7 +514,7 @@ fn write_in_order<W: Write>(
         crc32: crc.finalize(),
         sha256: hex(&sha.finalize()),
         stored_chunks,
-        chunk_sizes,
+        chunks,
     };
     Ok((inner, stats))
 }
@@ -634,30 +704,30 @@ pub fn inflate_reader(
 }
 
 /// [`inflate_file`] using the chunk index that [`ParGzWriter`] recorded
-/// (`chunk_sizes`): the chunks are inflated on `threads` cores and fed to
+/// (`chunks`): the chunks are inflated on `threads` cores and fed to
 /// `consume` in order. The checks are those of a sequential reader: the
-/// header, every chunk decoding on its own to exactly [`CHUNK_SIZE`] bytes
-/// (the last to at most that, ending with the final block), the CRC-32 and
+/// header, every chunk decoding on its own to exactly its recorded size
+/// (the last ending with the final block, the others without), the CRC-32 and
 /// length in the trailer, nothing after it. A chunk that decodes without
 /// history decodes the same after its predecessors, so what passes here
 /// passes `gunzip`. When the index does not fit the file the result is an
 /// error; callers wanting the sequential reader's reason read it again.
 pub fn inflate_file_indexed(
     path: &Path,
-    chunk_sizes: &[u64],
+    chunks: &[Chunk],
     threads: usize,
     consume: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<Inflated, GzProblem> {
-    if chunk_sizes.is_empty() {
+    if chunks.is_empty() {
         return inflate_file(path, consume);
     }
     let file = File::open(path).map_err(GzProblem::Unreadable)?;
-    inflate_indexed(file, chunk_sizes, threads.max(1), consume)
+    inflate_indexed(file, chunks, threads.max(1), consume)
 }
 
 fn inflate_indexed(
     file: File,
-    chunk_sizes: &[u64],
+    chunks: &[Chunk],
     threads: usize,
     consume: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<Inflated, GzProblem> {
@@ -673,7 +743,7 @@ fn inflate_indexed(
         stop: AtomicBool::new(false),
     };
     let max_inflight = 2 * threads + 2;
-    let last_seq = chunk_sizes.len() - 1;
+    let last_seq = chunks.len() - 1;
     let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(threads);
     let job_rx = Mutex::new(job_rx);
     std::thread::scope(|scope| {
@@ -697,7 +767,8 @@ fn inflate_indexed(
                     detail: "unexpected gzip header".into(),
                 });
             }
-            for (seq, &size) in chunk_sizes.iter().enumerate() {
+            let mut raw_at = 0u64;
+            for (seq, chunk) in chunks.iter().enumerate() {
                 {
                     let mut n = limit.n.lock().unwrap_or_else(|p| p.into_inner());
                     while *n >= max_inflight && !limit.stop.load(Ordering::SeqCst) {
@@ -711,8 +782,15 @@ fn inflate_indexed(
                     }
                     *n += 1;
                 }
-                let mut buf = vec![0u8; size as usize];
-                read_exact_or(&mut r, &mut buf, (seq * CHUNK_SIZE) as u64)?;
+                if chunk.gz > (CHUNK_SIZE as u64) * 2 || chunk.raw > CHUNK_SIZE as u64 {
+                    return Err(GzProblem::Corrupt {
+                        raw_bytes: raw_at,
+                        detail: "the chunk index is not plausible".into(),
+                    });
+                }
+                let mut buf = vec![0u8; chunk.gz as usize];
+                read_exact_or(&mut r, &mut buf, raw_at)?;
+                raw_at += chunk.raw;
                 if job_tx.send((seq, buf)).is_err() {
                     return Err(GzProblem::Corrupt {
                         raw_bytes: 0,
@@ -722,7 +800,7 @@ fn inflate_indexed(
             }
             drop(job_tx);
             let mut trailer = [0u8; 8];
-            read_exact_or(&mut r, &mut trailer, (last_seq * CHUNK_SIZE) as u64)?;
+            read_exact_or(&mut r, &mut trailer, raw_at)?;
             let mut rest = [0u8; 4096];
             let mut extra = 0u64;
             loop {
@@ -747,7 +825,7 @@ fn inflate_indexed(
                 loop {
                     let job = { rx.lock().unwrap_or_else(|p| p.into_inner()).recv() };
                     let Ok((seq, data)) = job else { return };
-                    let out = inflate_chunk(&data, seq == last_seq).map(|out| {
+                    let out = inflate_chunk(&data, seq == last_seq, chunks[seq].raw).map(|out| {
                         let mut h = crc32fast::Hasher::new();
                         h.update(&out);
                         (out, h)
@@ -774,12 +852,13 @@ fn inflate_indexed(
                 }
                 if problem.is_none() {
                     match res {
-                        Ok((out, _)) if next < last_seq && out.len() != CHUNK_SIZE => {
+                        Ok((out, _)) if out.len() as u64 != chunks[next].raw => {
                             problem = Some(GzProblem::Corrupt {
                                 raw_bytes,
                                 detail: format!(
-                                    "chunk {next} holds {} bytes, not {CHUNK_SIZE}",
-                                    out.len()
+                                    "chunk {next} holds {} bytes, not {}",
+                                    out.len(),
+                                    chunks[next].raw
                                 ),
                             });
                         }
@@ -810,7 +889,7 @@ fn inflate_indexed(
             return Err(p);
         }
         let (want_crc, want_len, gz_bytes, sha256) = read?;
-        if next != chunk_sizes.len() {
+        if next != chunks.len() {
             return Err(GzProblem::Truncated { raw_bytes });
         }
         if crc.clone().finalize() != want_crc || raw_bytes as u32 != want_len {
@@ -838,13 +917,13 @@ fn read_exact_or(r: &mut impl Read, buf: &mut [u8], raw_bytes: u64) -> Result<()
 /// Inflate one independent raw-deflate chunk: a non-last chunk must end
 /// exactly at its input's end without a final block; the last must end with
 /// the final block exactly there.
-fn inflate_chunk(data: &[u8], last: bool) -> Result<Vec<u8>, String> {
+fn inflate_chunk(data: &[u8], last: bool, raw: u64) -> Result<Vec<u8>, String> {
     use flate2::{Decompress, FlushDecompress};
     let mut d = Decompress::new(false);
-    let mut out = Vec::with_capacity(CHUNK_SIZE);
+    let mut out = Vec::with_capacity(raw as usize + 1);
     loop {
         if out.len() == out.capacity() {
-            if out.len() > CHUNK_SIZE {
+            if out.len() as u64 > raw {
                 return Err("a chunk decompresses to more than its size".into());
             }
             out.reserve(64 << 10);
@@ -1082,7 +1161,7 @@ mod tests {
         assert_eq!((ok.members, ok.raw_bytes), (2, 600_000));
     }
 
-    fn indexed(gz: &[u8], sizes: &[u64]) -> Result<Inflated, GzProblem> {
+    fn indexed(gz: &[u8], sizes: &[Chunk]) -> Result<Inflated, GzProblem> {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.gz");
         std::fs::write(&p, gz).unwrap();
@@ -1109,9 +1188,13 @@ mod tests {
                     adaptive: false,
                 },
             );
-            assert_eq!(stats.chunk_sizes.len(), n / CHUNK_SIZE + 1);
-            assert_eq!(stats.chunk_sizes.iter().sum::<u64>() + 18, gz.len() as u64);
-            let got = indexed(&gz, &stats.chunk_sizes).unwrap();
+            assert_eq!(stats.chunks.len(), n / CHUNK_SIZE + 1);
+            assert_eq!(
+                stats.chunks.iter().map(|c| c.gz).sum::<u64>() + 18,
+                gz.len() as u64
+            );
+            assert_eq!(stats.chunks.iter().map(|c| c.raw).sum::<u64>(), n as u64);
+            let got = indexed(&gz, &stats.chunks).unwrap();
             let seq = inflate_reader(Cursor::new(&gz), &mut |_| Ok(())).unwrap();
             assert_eq!(got, seq, "n={n}");
         }
@@ -1121,7 +1204,7 @@ mod tests {
     fn indexed_inflate_finds_damage() {
         let data = text(3 * CHUNK_SIZE + 5);
         let (gz, stats) = compress(&data, GzOptions::new(5));
-        let sizes = &stats.chunk_sizes;
+        let sizes = &stats.chunks;
         assert!(matches!(
             indexed(&gz[..gz.len() - 100], sizes),
             Err(GzProblem::Truncated { .. })
@@ -1137,17 +1220,56 @@ mod tests {
             Err(GzProblem::TrailingGarbage { bytes: 2 })
         ));
         let mut flip = gz.clone();
-        let mid = (sizes[0] + 10 + sizes[1] / 2) as usize;
+        let mid = (sizes[0].gz + 10 + sizes[1].gz / 2) as usize;
         flip[mid] ^= 0x55;
         assert!(
             matches!(indexed(&flip, sizes), Err(GzProblem::Corrupt { .. })),
             "{:?}",
             indexed(&flip, sizes)
         );
-        let wrong = vec![sizes[0] + 3, sizes[1] - 3, sizes[2], sizes[3]];
+        let mut wrong = sizes.clone();
+        wrong[0].gz += 3;
+        wrong[1].gz -= 3;
         assert!(
             indexed(&gz, &wrong).is_err(),
             "an index that does not fit is an error"
+        );
+    }
+
+    #[test]
+    fn hints_cut_chunks_and_choose_levels() {
+        let text_part = text(300_000);
+        let noise_part = noise(200_000);
+        let mut w = ParGzWriter::new(
+            Vec::new(),
+            GzOptions {
+                level: 6,
+                threads: 2,
+                adaptive: false,
+            },
+        );
+        w.write_hinted(&text_part[..1000], Hint::Compress).unwrap();
+        w.write_hinted(&noise_part, Hint::Store).unwrap();
+        w.write_hinted(&text_part[1000..], Hint::Compress).unwrap();
+        w.write_all(b"tail").unwrap();
+        let (gz, stats) = w.finish().unwrap();
+        let mut all = text_part[..1000].to_vec();
+        all.extend_from_slice(&noise_part);
+        all.extend_from_slice(&text_part[1000..]);
+        all.extend_from_slice(b"tail");
+        assert_eq!(gunzip(&gz), all);
+        let raws: Vec<u64> = stats.chunks.iter().map(|c| c.raw).collect();
+        assert_eq!(raws, [1000, 200_000, 299_000, 4]);
+        assert_eq!(stats.stored_chunks, 1);
+        assert!(
+            stats.chunks[1].gz > 200_000 && stats.chunks[1].gz < 200_100,
+            "stored: {:?}",
+            stats.chunks[1]
+        );
+        assert!(stats.chunks[2].gz < 100_000, "compressed");
+        assert_eq!(
+            indexed(&gz, &stats.chunks).unwrap().raw_bytes,
+            all.len() as u64
         );
     }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::atomic::TempFile;
+use crate::gzip::Chunk;
 
 /// `format` of every manifest.
 pub const FORMAT: &str = "tb-manifest";
@@ -84,39 +85,46 @@ pub struct FileEntry {
 }
 
 /// The chunk index of a gzip file written by tb: chunk `i` holds
-/// `raw_bytes_each` uncompressed bytes (the last one at most that) in
-/// `gz_sizes[i]` compressed bytes, after the 10-byte gzip header.
+/// `raw_sizes[i]` uncompressed bytes in `gz_sizes[i]` compressed bytes; the
+/// first starts after the 10-byte gzip header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkIndex {
-    /// Uncompressed bytes per chunk.
-    pub raw_bytes_each: u64,
-    /// Compressed size of every chunk, in order, as decimal numbers
+    /// Uncompressed size of every chunk, in order, as decimal numbers
     /// separated by spaces (one line even for thousands of chunks).
+    pub raw_sizes: String,
+    /// Compressed size of every chunk, in the same form.
     pub gz_sizes: String,
 }
 
 impl ChunkIndex {
-    /// The index of chunks of `sizes` compressed bytes.
-    pub fn new(sizes: &[u64]) -> ChunkIndex {
-        ChunkIndex {
-            raw_bytes_each: crate::gzip::CHUNK_SIZE as u64,
-            gz_sizes: sizes
+    /// The index of `chunks`.
+    pub fn new(chunks: &[Chunk]) -> ChunkIndex {
+        let join = |f: fn(&Chunk) -> u64| {
+            chunks
                 .iter()
-                .map(u64::to_string)
+                .map(|c| f(c).to_string())
                 .collect::<Vec<_>>()
-                .join(" "),
+                .join(" ")
+        };
+        ChunkIndex {
+            raw_sizes: join(|c| c.raw),
+            gz_sizes: join(|c| c.gz),
         }
     }
 
-    /// The sizes, when the index is usable by this version.
-    pub fn sizes(&self) -> Option<Vec<u64>> {
-        if self.raw_bytes_each != crate::gzip::CHUNK_SIZE as u64 {
-            return None;
-        }
-        self.gz_sizes
-            .split_ascii_whitespace()
-            .map(|n| n.parse().ok())
-            .collect()
+    /// The chunks, when the index is well formed.
+    pub fn chunks(&self) -> Option<Vec<Chunk>> {
+        let parse = |s: &str| -> Option<Vec<u64>> {
+            s.split_ascii_whitespace().map(|n| n.parse().ok()).collect()
+        };
+        let raw = parse(&self.raw_sizes)?;
+        let gz = parse(&self.gz_sizes)?;
+        (raw.len() == gz.len() && !raw.is_empty()).then(|| {
+            raw.into_iter()
+                .zip(gz)
+                .map(|(raw, gz)| Chunk { raw, gz })
+                .collect()
+        })
     }
 }
 
@@ -234,7 +242,10 @@ mod tests {
             raw_bytes: 20,
             sha256: "ab".repeat(32),
             crc32: 7,
-            chunks: Some(ChunkIndex::new(&[10, 20, 3])),
+            chunks: Some(ChunkIndex::new(&[
+                Chunk { raw: 5, gz: 10 },
+                Chunk { raw: 7, gz: 3 },
+            ])),
         });
         m.extra.insert("future_field".into(), Value::from(42));
         let dest = d.path().join("toybox_20260123_030000.manifest.json");
@@ -249,17 +260,19 @@ mod tests {
         );
         assert!(back.file("other").is_none());
         assert_eq!(
-            back.files[0].chunks.as_ref().unwrap().sizes(),
-            Some(vec![10, 20, 3])
+            back.files[0].chunks.as_ref().unwrap().chunks(),
+            Some(vec![Chunk { raw: 5, gz: 10 }, Chunk { raw: 7, gz: 3 }])
         );
-        assert_eq!(
+        let bad = |r: &str, g: &str| {
             ChunkIndex {
-                raw_bytes_each: 5,
-                gz_sizes: "1".into()
+                raw_sizes: r.into(),
+                gz_sizes: g.into(),
             }
-            .sizes(),
-            None
-        );
+            .chunks()
+        };
+        assert_eq!(bad("5", "1 2"), None);
+        assert_eq!(bad("x", "1"), None);
+        assert_eq!(bad("", ""), None);
     }
 
     #[test]

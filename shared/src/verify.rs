@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::gzip::{GzProblem, Inflated, inflate_file, inflate_file_indexed};
+use crate::gzip::{Chunk, GzProblem, Inflated, inflate_file, inflate_file_indexed};
 use crate::manifest::Manifest;
 use crate::naming::manifest_path;
 use crate::record::Record;
@@ -109,7 +109,7 @@ impl FileCheck {
 pub fn check_dump_content(
     path: &Path,
     kind: DumpKind,
-    index: Option<&[u64]>,
+    index: Option<&[Chunk]>,
 ) -> Result<(Inflated, DumpFacts), (Verdict, String)> {
     let problem = |p| match p {
         GzProblem::Unreadable(e) => (Verdict::Unreadable, format!("cannot read the file: {e}")),
@@ -223,10 +223,10 @@ pub fn check_file(path: &Path) -> FileCheck {
 }
 
 /// The chunk index the manifest beside `path` records for it, if any.
-fn index_of(path: &Path) -> Option<Vec<u64>> {
+fn index_of(path: &Path) -> Option<Vec<Chunk>> {
     let m = Manifest::load(&manifest_path(path)).ok()?;
     let name = path.file_name()?.to_string_lossy().to_string();
-    m.file(&name)?.chunks.as_ref()?.sizes()
+    m.file(&name)?.chunks.as_ref()?.chunks()
 }
 
 fn compare_manifest(check: &mut FileCheck) {

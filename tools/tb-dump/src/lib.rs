@@ -412,7 +412,7 @@ fn file_entry(role: &str, path: &Path, stats: &GzStats) -> FileEntry {
         raw_bytes: stats.raw_bytes,
         sha256: stats.sha256.clone(),
         crc32: stats.crc32,
-        chunks: Some(ChunkIndex::new(&stats.chunk_sizes)),
+        chunks: Some(ChunkIndex::new(&stats.chunks)),
     }
 }
 
@@ -530,8 +530,8 @@ fn dump_program_to_file(
 /// Re-read the written temp file completely and compare with what was
 /// written: the file on disk decompresses to the same bytes, trailer included.
 fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
-    let (gz, facts) = check_dump_content(d.temp.path(), kind, Some(&d.stats.chunk_sizes)).map_err(
-        |(_, why)| {
+    let (gz, facts) =
+        check_dump_content(d.temp.path(), kind, Some(&d.stats.chunks)).map_err(|(_, why)| {
             Failure::new(
                 Cause::Other,
                 format!(
@@ -539,8 +539,7 @@ fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
                     d.temp.path().display()
                 ),
             )
-        },
-    )?;
+        })?;
     if gz.gz_bytes != d.stats.gz_bytes
         || gz.raw_bytes != d.stats.raw_bytes
         || gz.sha256 != d.stats.sha256
