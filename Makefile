@@ -24,7 +24,11 @@ build:
 
 deps:
 	tests/ensure-deps
-	@tests/fetch-pg16 >/dev/null 2>&1 || echo "note: PostgreSQL 16 for the version tests could not be fetched (pip, PyPI); those tests SKIP"
+	@if tests/fetch-pg16 >/dev/null 2>&1; then echo "PostgreSQL 16 for the version tests: ready"; \
+	 else echo "note: PostgreSQL 16 could not be fetched (pip, PyPI): its 2 tests will SKIP"; fi
+	@if docker info >/dev/null 2>&1; then echo "Docker engine: available"; \
+	 else echo "note: no Docker engine: the Docker tests will SKIP"; fi
+	@if [ "$$(id -u)" != 0 ]; then echo "note: not root: the full-disk test will SKIP"; fi
 
 test: deps
 	$(CARGO) test --workspace --locked

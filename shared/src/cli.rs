@@ -53,7 +53,7 @@ pub fn run_tool<A: ToolArgs>(
     if let Some(log) = &args.common().log {
         rep.open_log(log);
     }
-    crate::signals::install();
+    crate::signals::install(tool);
     let outcome = match run(args, &mut rep) {
         Ok(outcome) => outcome,
         Err(err) if !broken_pipe_fails && is_broken_pipe(&err) => Outcome::OK,

@@ -165,7 +165,14 @@ pub fn create_error(e: io::Error, dir: &std::path::Path, what: &str) -> anyhow::
             Cause::DiskFull,
             format!("disk full: cannot create {what} in '{dir}' ({e})"),
         )),
-        _ => anyhow::Error::new(e).context(format!("cannot create {what} in '{dir}'")),
+        // Anything else (a missing parent in /proc, a file where a directory
+        // should be, a dangling symlink) also means: cannot write there.
+        _ => anyhow::Error::new(Failure::new(
+            Cause::NotWritable,
+            format!(
+                "cannot create {what} in '{dir}' ({e}): check the path, or choose another directory"
+            ),
+        )),
     }
 }
 

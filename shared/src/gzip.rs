@@ -519,6 +519,20 @@ fn write_in_order<W: Write>(
     Ok((inner, stats))
 }
 
+/// sha256 of a whole file, lowercase hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&sha.finalize()));
+        }
+        sha.update(&buf[..n]);
+    }
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;

@@ -37,7 +37,7 @@ pub fn untrack_temp(path: &std::path::Path) {
 }
 
 /// Install the handlers (once per process; later calls do nothing).
-pub fn install() {
+pub fn install(tool: &'static str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -60,7 +60,7 @@ pub fn install() {
                     let _ = std::fs::remove_file(t);
                 }
                 eprintln!(
-                    "error: interrupted by {} and did not stop in time; nothing was published",
+                    "{tool}: error: interrupted by {} and did not stop in time; nothing was published",
                     signal_name(sig)
                 );
                 std::process::exit(i32::from(crate::exit::FAILED));
@@ -94,6 +94,31 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// Read from `fd` (a pipe or terminal, usually stdin) without blocking
+/// past a signal: waits in slices of 200 ms and fails with
+/// [`Cause::Interrupted`] once a signal has arrived.
+pub fn read_interruptible(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> anyhow::Result<usize> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        check()?;
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(200u16)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+        match nix::unistd::read(fd, buf) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+    }
 }
 
 /// A registered child: gets SIGTERM when we are interrupted. Unregisters

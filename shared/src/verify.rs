@@ -64,8 +64,10 @@ impl ManifestCheck {
 pub struct FileCheck {
     /// The file.
     pub path: PathBuf,
-    /// `dump`, `roles` or `gzip` (a gzip file of unknown content).
+    /// `dump`, `roles`, `manifest` or `gzip` (a gzip file of unknown content).
     pub kind: &'static str,
+    /// Size on disk, when it could be read.
+    pub bytes: Option<u64>,
     /// The verdict.
     pub verdict: Verdict,
     /// Why it is not good.
@@ -92,6 +94,8 @@ impl FileCheck {
                 .with("bytes", gz.gz_bytes)
                 .with("raw_bytes", gz.raw_bytes)
                 .with("sha256", &gz.sha256);
+        } else if let Some(b) = self.bytes {
+            r = r.with("bytes", b);
         }
         if let Some(f) = &self.facts
             && self.kind == "dump"
@@ -170,21 +174,61 @@ fn sniff(path: &Path) -> Option<DumpKind> {
     }
 }
 
+/// The kind a file's name promises.
+fn kind_by_name(path: &Path) -> &'static str {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.ends_with(".manifest.json") {
+        "manifest"
+    } else if name.ends_with(".roles.sql.gz") {
+        "roles"
+    } else if name.ends_with(".sql.gz") {
+        "dump"
+    } else {
+        "gzip"
+    }
+}
+
 /// Check one backup file completely, including its manifest.
 pub fn check_file(path: &Path) -> FileCheck {
     let mut check = FileCheck {
         path: path.to_path_buf(),
-        kind: "gzip",
+        kind: kind_by_name(path),
+        bytes: None,
         verdict: Verdict::Good,
         reason: None,
         gz: None,
         facts: None,
         manifest: ManifestCheck::Missing,
     };
+    // Never open what is not a regular file: a FIFO would block forever,
+    // a device could be endless.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => check.bytes = Some(m.len()),
+        Ok(_) => {
+            check.verdict = Verdict::Unreadable;
+            check.reason = Some("not a regular file".into());
+            return check;
+        }
+        Err(e) => {
+            check.verdict = Verdict::Unreadable;
+            check.reason = Some(format!("cannot read the file: {e}"));
+            return check;
+        }
+    }
     if let Err(e) = std::fs::File::open(path) {
         check.verdict = Verdict::Unreadable;
         check.reason = Some(format!("cannot read the file: {e}"));
         return check;
+    }
+    if check.kind == "manifest" {
+        check_manifest_file(&mut check);
+        return check;
+    }
+    if manifest_path(path).exists() {
+        check.manifest = ManifestCheck::Checked;
     }
     let index = index_of(path);
     let content = match sniff(path) {
@@ -220,6 +264,34 @@ pub fn check_file(path: &Path) -> FileCheck {
     }
     compare_manifest(&mut check);
     check
+}
+
+/// A manifest given on its own: it must parse and every file it lists must
+/// be there (the files themselves are checked when they are given).
+fn check_manifest_file(check: &mut FileCheck) {
+    check.manifest = ManifestCheck::Checked;
+    match Manifest::load(&check.path) {
+        Err(e) => {
+            check.verdict = Verdict::Damaged;
+            check.reason = Some(format!("{e:#}"));
+        }
+        Ok(m) => {
+            let dir = crate::atomic::parent_of(&check.path);
+            let missing: Vec<&str> = m
+                .files
+                .iter()
+                .map(|f| f.name.as_str())
+                .filter(|n| !dir.join(n).is_file())
+                .collect();
+            if !missing.is_empty() {
+                check.verdict = Verdict::Damaged;
+                check.reason = Some(format!(
+                    "lists files that are missing: {}",
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
 }
 
 /// The chunk index the manifest beside `path` records for it, if any.

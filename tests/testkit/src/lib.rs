@@ -90,12 +90,17 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
 
 /// PostgreSQL 16.2 programs fetched by `tests/fetch-pg16` (a server newer
 /// than the system's pg_dump, and a pg_dump from before `\restrict`):
-/// `TB_PG16_BINDIR`, else `target/pg-extra/pg16/pgserver/pginstall/bin`. Missing: panic under
+/// `TB_PG16_BINDIR`, else `$TB_PG16_DIR` (default `/var/tmp/tb-pg16`) `/pgserver/pginstall/bin`. Missing: panic under
 /// `TB_REQUIRE_PG16=1` (CI), else print SKIP and return `None`.
 pub fn pg16_or_skip(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("TB_PG16_BINDIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/pg-extra/pg16/pgserver/pginstall/bin"));
+        .unwrap_or_else(|| {
+            PathBuf::from(
+                std::env::var_os("TB_PG16_DIR").unwrap_or_else(|| "/var/tmp/tb-pg16".into()),
+            )
+            .join("pgserver/pginstall/bin")
+        });
     if dir.join("postgres").exists() {
         return Some(dir);
     }
@@ -209,7 +214,7 @@ impl Pg {
         let text = String::from_utf8(out.stdout).unwrap();
         let get = |k: &str| {
             text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
                 .unwrap_or_else(|| panic!("no {k} in {text}"))
                 .to_string()
         };
@@ -416,7 +421,7 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
 pub fn restore_with_psql(pg: &Pg, file: &Path, db: &str) {
     pg.createdb(db);
     let script = format!(
-        "set -o pipefail; gunzip -c '{}' | psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d '{db}' >/dev/null",
+        "set -o pipefail; gunzip -c '{}' | psql -X -q -v ON_ERROR_STOP=1 -d '{db}' >/dev/null",
         file.display()
     );
     let out = pg

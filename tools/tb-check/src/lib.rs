@@ -20,15 +20,18 @@ use tb_shared::verify::{Verdict, check_file};
 
 const VERIFY_ABOUT: &str = "\
 Verify backup files completely: full decompression (gzip CRC-32 and length),
-pg_dump's completion trailer, no trailing garbage, and size and sha256
-against the manifest beside the file.
+pg_dump's completion trailer, no trailing garbage, and size, uncompressed
+size, sha256 and row counts against the manifest beside the file. A
+manifest given on its own must parse and list only files that exist.
 
 FILEs come from the arguments, or else from stdin: one path per line, or
 JSON records with a \"path\" field as other tb tools print them, so that
 `tb-dump | tb-check verify` checks what was just written.
 
-Exit codes (monitoring-plugin convention): 0 all good, 2 a file is damaged,
-3 a file cannot be read at all (and none is damaged).";
+Exit codes (monitoring-plugin convention): 0 all good, 1 all good but
+tb-check itself had a warning (e.g. --log not writable), 2 a file is
+damaged, 3 a file cannot be read at all (and none is damaged) or there was
+nothing to verify.";
 
 /// Command-line arguments of `tb-check`.
 #[derive(Debug, Clone, Parser)]
@@ -128,11 +131,25 @@ pub fn verify(files: &[PathBuf], rep: &mut Reporter) -> Result<Outcome> {
                 health = health.worst(Health::Unknown);
             }
         }
+        if let Some(reason) = &check.reason {
+            // One plain line per bad file for people; the record has the same.
+            eprintln!(
+                "tb-check: {}: {}: {reason}",
+                check.verdict.as_str(),
+                check.path.display()
+            );
+        }
         rep.emit(check.record());
     }
     if files.is_empty() {
-        rep.emit(Record::new("warning").with("message", "no files to verify"));
+        rep.warn(
+            "no files to verify (give FILEs, or paths or records on stdin)",
+            Record::new("warning"),
+        );
         health = health.worst(Health::Unknown);
+    }
+    if rep.warnings() > 0 {
+        health = health.worst(Health::Warning);
     }
     rep.summary_field("good", good);
     rep.summary_field("damaged", damaged);

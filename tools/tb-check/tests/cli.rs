@@ -307,5 +307,60 @@ fn help_states_the_exit_codes() {
         .output()
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("0 all good, 2 a file is damaged"), "{help}");
+    assert!(
+        help.contains("0 all good, 1 all good but")
+            && help.contains("2 a file is")
+            && help.contains("3 a file cannot be read"),
+        "{help}"
+    );
+}
+
+#[test]
+fn manifests_given_alone_are_checked_for_their_files() {
+    let set = dump_set();
+    let out = verify(&[&set.manifest]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        events(&records(&out.stdout), "verified")[0]["kind"],
+        "manifest"
+    );
+    std::fs::remove_file(&set.roles).unwrap();
+    let out = verify(&[&set.manifest]);
+    assert_damaged(&out, &set.manifest, "missing");
+}
+
+#[test]
+fn fifos_and_directories_are_unreadable_not_a_hang() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("toybox_20260101_030000.sql.gz");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = verify(&[&fifo, sb.path()]);
+    assert_eq!(out.status.code(), Some(3));
+    let v = verdicts(&out);
+    assert_eq!(
+        v.iter().map(|x| x.1.as_str()).collect::<Vec<_>>(),
+        ["unreadable", "unreadable"]
+    );
+    assert!(v[0].2.contains("not a regular file"));
+    assert_eq!(events(&records(&out.stdout), "verified")[0]["kind"], "dump");
+}
+
+#[test]
+fn damaged_records_keep_size_and_manifest_status() {
+    let set = dump_set();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&set.dump)
+        .unwrap();
+    f.write_all(b"junk").unwrap();
+    let out = verify(&[&set.dump]);
+    let r = &events(&records(&out.stdout), "verified")[0].clone();
+    assert_eq!(r["bytes"], std::fs::metadata(&set.dump).unwrap().len());
+    assert_eq!(r["manifest"], "checked");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tb-check: damaged: "));
 }

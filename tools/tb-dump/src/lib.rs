@@ -10,8 +10,8 @@
 //! nothing is published and the previous backups are untouched.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -104,7 +104,7 @@ pub struct Args {
 
     /// Write to FILE instead of DIR/LABEL_YYYYMMDD_HHMMSS.sql.gz; `-` streams
     /// the gzip to stdout (records then go to stderr; no roles, no manifest)
-    #[arg(short = 'o', long, value_name = "FILE")]
+    #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "dir")]
     pub output: Option<PathBuf>,
 
     /// Compression level, 0 (store) to 9 (smallest, slowest)
@@ -266,21 +266,18 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     }
 
     let gz = args.gz();
-    let what = args.conn().describe("pg_dump");
-    let dumped = if args.stdin {
-        dump_stdin_to_file(&dest, gz)?
+    let conn = args.conn();
+    let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+    let src = if args.stdin {
+        Source::Stdin
     } else {
-        let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
-        dump_program_to_file(
-            &args.conn(),
-            &args.pg_dump,
-            &pg_args,
-            &what,
-            &dest,
-            gz,
-            DumpKind::Database,
-        )?
+        Source::Program {
+            conn: &conn,
+            program: &args.pg_dump,
+            args: &pg_args,
+        }
     };
+    let dumped = dump_to_temp(src, &dest, gz, DumpKind::Database)?;
     check_written(&dumped, DumpKind::Database)?;
     let dump_ms = clock.elapsed().as_millis() as u64;
 
@@ -327,6 +324,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         by: format!("tb-dump {}", env!("CARGO_PKG_VERSION")),
     });
     let mut manifest_temp = manifest.write_temp(&manifest_dest)?;
+    let manifest_sha256 = tb_shared::gzip::sha256_file(manifest_temp.path())
+        .with_context(|| format!("cannot read back '{}'", manifest_temp.path().display()))?;
     let manifest_bytes = manifest_temp
         .file()
         .metadata()
@@ -370,7 +369,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         Record::new("written")
             .with("kind", "manifest")
             .path(&manifest_path)
-            .with("bytes", manifest_bytes),
+            .with("bytes", manifest_bytes)
+            .with("sha256", &manifest_sha256),
     );
     rep.summary_field("written", 2 + roles_published.is_some() as u64);
     rep.summary_field("path", tb_shared::record::path_value(&dump_path));
@@ -433,25 +433,103 @@ fn write_error(e: io::Error, dest: &Path) -> anyhow::Error {
     }
 }
 
-/// Copy `reader` through the scanner into the gzip writer until EOF.
-fn pump(
-    reader: &mut dyn Read,
-    gz: &mut ParGzWriter<File>,
-    scanner: &mut DumpScanner,
-    dest: &Path,
-) -> Result<()> {
+/// Where the SQL comes from.
+enum Source<'a> {
+    /// A pg_dump stream on our stdin.
+    Stdin,
+    /// A client program we run (pg_dump or pg_dumpall), perhaps in a container.
+    Program {
+        conn: &'a Conn,
+        program: &'a str,
+        args: &'a [OsString],
+    },
+}
+
+/// Stream the SQL of `src` through the scanner into `w`. Publishable only
+/// if the program exited 0 and the SQL ends with the completion trailer;
+/// otherwise `w` is aborted (no gzip trailer) and the error says why.
+fn stream<W: Write + Send + 'static>(
+    src: Source<'_>,
+    mut w: ParGzWriter<W>,
+    kind: DumpKind,
+    write_err: &dyn Fn(io::Error) -> anyhow::Error,
+) -> Result<(W, GzStats, DumpFacts)> {
+    let mut scanner = DumpScanner::new(kind);
     let mut buf = vec![0u8; 256 << 10];
-    loop {
-        signals::check()?;
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the dump stream")),
-        };
-        scanner.feed(&buf[..n]);
-        gz.write_all(&buf[..n]).map_err(|e| write_error(e, dest))?;
+    let mut feed = |data: &[u8], w: &mut ParGzWriter<W>| -> Result<()> {
+        scanner.feed(data);
+        w.write_all(data).map_err(write_err)
+    };
+    let what = match src {
+        Source::Stdin => {
+            let stdin = io::stdin();
+            loop {
+                // Polls, so a signal ends the run even if the producer is silent.
+                let n = signals::read_interruptible(stdin.as_fd(), &mut buf)
+                    .context("cannot read the dump stream on stdin")?;
+                if n == 0 {
+                    break;
+                }
+                feed(&buf[..n], &mut w)?;
+            }
+            None
+        }
+        Source::Program {
+            conn,
+            program,
+            args,
+        } => {
+            let what = conn.describe(program);
+            let in_container = conn.container.is_some();
+            let mut running = Running::spawn(
+                conn.command(program, args),
+                Stdio::null(),
+                &what,
+                in_container,
+            )?;
+            let mut out = running
+                .stdout()
+                .context("no stdout from the dump program")?;
+            // On an error here `running` is dropped: the child is killed and reaped.
+            loop {
+                signals::check()?;
+                let n = match out.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot read the output of {what}")));
+                    }
+                };
+                feed(&buf[..n], &mut w)?;
+            }
+            drop(out);
+            let (status, stderr) = running
+                .wait()
+                .with_context(|| format!("cannot wait for {what}"))?;
+            signals::check()?;
+            if !status.success() {
+                w.abort();
+                return Err(explain_failure(&what, Some(status), &stderr, in_container).into());
+            }
+            Some(what)
+        }
+    };
+    let (facts, complete) = scanner.finish();
+    if let Err(why) = complete {
+        w.abort();
+        return Err(match what {
+            None => incomplete_stdin(why),
+            Some(what) => Failure::new(
+                Cause::Incomplete,
+                format!("{what} exited 0 but its output is not complete: {why}"),
+            )
+            .into(),
+        });
     }
+    let (inner, stats) = w.finish().map_err(write_err)?;
+    Ok((inner, stats, facts))
 }
 
 fn incomplete_stdin(why: impl std::fmt::Display) -> anyhow::Error {
@@ -464,65 +542,15 @@ fn incomplete_stdin(why: impl std::fmt::Display) -> anyhow::Error {
     .into()
 }
 
-fn dump_stdin_to_file(dest: &Path, gz: GzOptions) -> Result<Dumped> {
+/// Dump `src` into a temporary file beside `dest`, fsynced.
+fn dump_to_temp(src: Source<'_>, dest: &Path, gz: GzOptions, kind: DumpKind) -> Result<Dumped> {
     let mut temp = TempFile::create(dest)?;
     let file = temp
         .file()
         .try_clone()
         .context("cannot duplicate a file handle")?;
-    let mut w = ParGzWriter::new(file, gz);
-    let mut scanner = DumpScanner::new(DumpKind::Database);
-    pump(&mut io::stdin().lock(), &mut w, &mut scanner, dest)?;
-    let (facts, complete) = scanner.finish();
-    complete.map_err(incomplete_stdin)?;
-    let (_, stats) = w.finish().map_err(|e| write_error(e, dest))?;
-    temp.sync()?;
-    Ok(Dumped { temp, stats, facts })
-}
-
-fn dump_program_to_file(
-    conn: &Conn,
-    program: &str,
-    args: &[OsString],
-    what: &str,
-    dest: &Path,
-    gz: GzOptions,
-    kind: DumpKind,
-) -> Result<Dumped> {
-    let mut temp = TempFile::create(dest)?;
-    let file = temp
-        .file()
-        .try_clone()
-        .context("cannot duplicate a file handle")?;
-    let mut running = Running::spawn(
-        conn.command(program, args),
-        Stdio::null(),
-        what,
-        conn.container.is_some(),
-    )?;
-    let mut out = running
-        .stdout()
-        .context("no stdout from the dump program")?;
-    let mut w = ParGzWriter::new(file, gz);
-    let mut scanner = DumpScanner::new(kind);
-    // On an error here `running` is dropped: the child is killed and reaped.
-    pump(&mut out, &mut w, &mut scanner, dest)?;
-    drop(out);
-    let (status, stderr) = running.wait().context("cannot wait for the dump program")?;
-    signals::check()?;
-    if !status.success() {
-        w.abort();
-        return Err(explain_failure(what, Some(status), &stderr, conn.container.is_some()).into());
-    }
-    let (facts, complete) = scanner.finish();
-    if let Err(why) = complete {
-        w.abort();
-        bail!(Failure::new(
-            Cause::Incomplete,
-            format!("{what} exited 0 but its output is not complete: {why}")
-        ));
-    }
-    let (_, stats) = w.finish().map_err(|e| write_error(e, dest))?;
+    let w = ParGzWriter::new(file, gz);
+    let (_, stats, facts) = stream(src, w, kind, &|e| write_error(e, dest))?;
     temp.sync()?;
     Ok(Dumped { temp, stats, facts })
 }
@@ -563,19 +591,15 @@ fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
 /// passwords (then we retry with --no-role-passwords).
 fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Option<Dumped> {
     let conn = args.conn();
-    let what = conn.describe("pg_dumpall");
     let gz = GzOptions { threads: 1, ..gz };
     let base: Vec<OsString> = vec!["--globals-only".into()];
     let attempt = |a: &[OsString]| {
-        let d = dump_program_to_file(
-            &conn,
-            &args.pg_dumpall,
-            a,
-            &what,
-            dest,
-            gz,
-            DumpKind::Cluster,
-        )?;
+        let src = Source::Program {
+            conn: &conn,
+            program: &args.pg_dumpall,
+            args: a,
+        };
+        let d = dump_to_temp(src, dest, gz, DumpKind::Cluster)?;
         check_written(&d, DumpKind::Cluster)?;
         Ok::<Dumped, anyhow::Error>(d)
     };
@@ -605,64 +629,21 @@ fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Op
 /// `-o -`: stream the gzip to stdout. Without a trailer when anything
 /// fails, so a consumer never sees a complete-looking stream.
 fn dump_to_stdout(args: &Args, rep: &mut Reporter, clock: Instant) -> Result<Outcome> {
-    let gz = args.gz();
-    let stdout = StdoutWriter(io::stdout());
-    let mut w = ParGzWriter::new(stdout, gz);
-    let mut scanner = DumpScanner::new(DumpKind::Database);
-    let what = args.conn().describe("pg_dump");
-    let mut buf = vec![0u8; 256 << 10];
-    let mut pump_stdout = |reader: &mut dyn Read,
-                           w: &mut ParGzWriter<StdoutWriter>,
-                           scanner: &mut DumpScanner|
-     -> Result<()> {
-        loop {
-            signals::check()?;
-            let n = match reader.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot read the dump stream")),
-            };
-            scanner.feed(&buf[..n]);
-            w.write_all(&buf[..n]).context("cannot write to stdout")?;
+    let w = ParGzWriter::new(StdoutWriter(io::stdout()), args.gz());
+    let conn = args.conn();
+    let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+    let src = if args.stdin {
+        Source::Stdin
+    } else {
+        Source::Program {
+            conn: &conn,
+            program: &args.pg_dump,
+            args: &pg_args,
         }
     };
-    if args.stdin {
-        pump_stdout(&mut io::stdin().lock(), &mut w, &mut scanner)?;
-    } else {
-        let args_v: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
-        let conn = args.conn();
-        let mut running = Running::spawn(
-            conn.command(&args.pg_dump, &args_v),
-            Stdio::null(),
-            &what,
-            conn.container.is_some(),
-        )?;
-        let mut out = running.stdout().context("no stdout from pg_dump")?;
-        pump_stdout(&mut out, &mut w, &mut scanner)?;
-        drop(out);
-        let (status, stderr) = running.wait().context("cannot wait for pg_dump")?;
-        if !status.success() {
-            w.abort();
-            return Err(
-                explain_failure(&what, Some(status), &stderr, conn.container.is_some()).into(),
-            );
-        }
-    }
-    let (facts, complete) = scanner.finish();
-    if let Err(why) = complete {
-        w.abort();
-        return Err(if args.stdin {
-            incomplete_stdin(why)
-        } else {
-            Failure::new(
-                Cause::Incomplete,
-                format!("{what} exited 0 but its output is not complete: {why}"),
-            )
-            .into()
-        });
-    }
-    let (_, stats) = w.finish().context("cannot write to stdout")?;
+    let (_, stats, facts) = stream(src, w, DumpKind::Database, &|e| {
+        anyhow::Error::new(e).context("cannot write to stdout")
+    })?;
     rep.emit(
         Record::new("written")
             .with("kind", "dump")

@@ -1037,7 +1037,7 @@ stem=${f%.sql.gz}
 jq -r '.files[] | "\(.sha256)  \(.name)"' "$stem.manifest.json" | sha256sum -c
 gunzip -c "$stem.roles.sql.gz" | psql -d postgres >/dev/null 2>&1 || true
 createdb -T template0 -E UTF8 toybox
-gunzip -c "$f" | psql -v ON_ERROR_STOP=1 --single-transaction -d toybox >/dev/null
+gunzip -c "$f" | psql -v ON_ERROR_STOP=1 -d toybox >/dev/null
 jq -r '.database.tables["public.posts"]' "$stem.manifest.json"
 "#;
     let out = fresh
@@ -1059,4 +1059,73 @@ jq -r '.database.tables["public.posts"]' "$stem.manifest.json"
     );
     assert!(text.trim_end().ends_with("500"), "{text}");
     assert_eq!(fingerprint(pg, "toybox"), fingerprint(&fresh, "toybox"));
+}
+
+#[test]
+fn sigterm_while_stdin_is_silent_ends_cleanly_with_records() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let mut child = tb_dump(pg)
+        .args(["--stdin", "--name", "toybox", "--dir"])
+        .arg(sb.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"--\n-- PostgreSQL database dump\n--\n")
+        .unwrap();
+    let tb_pid = child.id();
+    wait_for(10, "the temporary file", || {
+        list_dir(sb.path())
+            .iter()
+            .any(|n| n.ends_with(&format!(".{tb_pid}")))
+            .then_some(())
+    });
+    let started = std::time::Instant::now();
+    signal(tb_pid, Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "a silent producer must not delay the exit"
+    );
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "interrupted",
+        "interrupted by SIGTERM",
+    );
+}
+
+#[test]
+fn dir_and_output_together_is_a_usage_error() {
+    let pg = Pg::shared();
+    let out = run(tb_dump(pg).args(["--dir", "/tmp/x", "-o", "/tmp/y.sql.gz"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_file_where_the_directory_should_be_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    std::fs::write(sb.join("not-a-dir"), b"x").unwrap();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "--dir"])
+        .arg(sb.join("not-a-dir/db")));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        events(&records(&out.stdout), "error")[0]["cause"],
+        "not_writable"
+    );
+    assert_eq!(std::fs::read(sb.join("not-a-dir")).unwrap(), b"x");
 }
