@@ -162,9 +162,59 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot flush directory '{}' to disk", dir.display()))
 }
 
+/// Is something (even a dangling symlink) at `path`?
+pub fn occupied(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Publish several files as one: fsync them all, then rename each to its
+/// final name (never replacing anything) and fsync the directory. If any
+/// rename fails, the ones already renamed are removed again, so a failed
+/// run leaves no final name behind. Runs as a signal-critical section.
+pub fn publish_all(temps: Vec<TempFile>) -> Result<Vec<PathBuf>> {
+    for t in &temps {
+        t.sync()?;
+    }
+    crate::signals::critical(|| {
+        let mut done: Vec<PathBuf> = Vec::new();
+        let mut temps = temps;
+        let mut result = Ok(());
+        for t in temps.iter_mut() {
+            match rename_noreplace(&t.path, &t.dest) {
+                Ok(()) => {
+                    t.published = true;
+                    crate::signals::untrack_temp(&t.path);
+                    done.push(t.dest.clone());
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            for p in &done {
+                let _ = fs::remove_file(p);
+            }
+            for p in &done {
+                let _ = fsync_dir(parent_of(p));
+            }
+            return Err(e);
+        }
+        let mut dirs: Vec<&Path> = done.iter().map(|p| parent_of(p)).collect();
+        dirs.dedup();
+        for d in dirs {
+            fsync_dir(d)?;
+        }
+        Ok(done)
+    })
+}
+
 /// Remove our temporaries (`.tb-tmp.*`) left in `dir` by killed runs.
-/// Call only while holding the directory's lock. Returns what was removed.
-pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Call only while holding the directory's lock. Returns each temporary
+/// with `None` when it was removed, or why it could not be (a warning for
+/// the caller: a stuck temp must not stop every later backup).
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
     let mut removed = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -184,8 +234,8 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
         } else {
             fs::remove_file(&path)
         };
-        res.with_context(|| format!("cannot remove stale temporary '{}'", path.display()))?;
-        removed.push(path);
+        let err = res.err().map(|e| e.to_string());
+        removed.push((path, err));
     }
     Ok(removed)
 }
@@ -236,6 +286,47 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_group_publish_leaves_no_final_name() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("x.roles.sql.gz");
+        let b = d.path().join("x.sql.gz");
+        let c = d.path().join("x.manifest.json");
+        // A dangling symlink already sits at the second name.
+        std::os::unix::fs::symlink("/nonexistent", &b).unwrap();
+        assert!(occupied(&b) && !b.exists());
+        let temps: Vec<TempFile> = [&a, &b, &c]
+            .iter()
+            .map(|p| {
+                let mut t = TempFile::create(p).unwrap();
+                t.file().write_all(b"x").unwrap();
+                t
+            })
+            .collect();
+        let err = publish_all(temps).unwrap_err();
+        assert_eq!(crate::error::cause_of(&err), Cause::Exists);
+        assert!(!occupied(&a), "the first file was rolled back");
+        assert!(!occupied(&c));
+        let left: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [std::ffi::OsString::from("x.sql.gz")],
+            "only the symlink that was there"
+        );
+    }
+
+    #[test]
+    fn a_group_publish_renames_all() {
+        let d = tempfile::tempdir().unwrap();
+        let names = ["a", "b"].map(|n| d.path().join(n));
+        let temps: Vec<TempFile> = names.iter().map(|p| TempFile::create(p).unwrap()).collect();
+        assert_eq!(publish_all(temps).unwrap(), names);
+        assert!(names.iter().all(|p| p.is_file()));
+    }
+
+    #[test]
     fn dropped_temp_is_removed() {
         let d = tempfile::tempdir().unwrap();
         let t = TempFile::create(&d.path().join("x")).unwrap();
@@ -254,7 +345,14 @@ mod tests {
         }
         fs::create_dir(d.path().join(".tb-tmp.incr_20260101.9")).unwrap();
         fs::write(d.path().join(".tb-tmp.incr_20260101.9/f"), b"x").unwrap();
-        let mut removed = remove_stale_temps(d.path()).unwrap();
+        let mut removed: Vec<PathBuf> = remove_stale_temps(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|(p, e)| {
+                assert!(e.is_none());
+                p
+            })
+            .collect();
         removed.sort();
         assert_eq!(removed.len(), 2);
         let mut left: Vec<String> = fs::read_dir(d.path())

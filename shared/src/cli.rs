@@ -34,6 +34,11 @@ pub trait ToolArgs: clap::Parser {
     fn broken_pipe_is_failure(&self) -> bool {
         self.stdout_carries_bytes()
     }
+    /// The outcome of a run that fails: exit 2 for the backup tools; a
+    /// checker that could not finish answers UNKNOWN (3) instead.
+    fn failure_outcome(&self) -> Outcome {
+        Outcome::FAILED
+    }
 }
 
 /// Parse `A`, call `run`, print any error once, write the summary record,
@@ -42,7 +47,23 @@ pub fn run_tool<A: ToolArgs>(
     tool: &'static str,
     run: fn(A, &mut Reporter) -> anyhow::Result<Outcome>,
 ) -> ExitCode {
-    let args = A::parse(); // clap prints usage and exits 2 by itself
+    let args = match A::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: exit 0
+        Err(e) => {
+            // Bad usage: clap's message on stderr, and the records a script
+            // reading stdout expects.
+            let _ = e.print();
+            let mut rep = Reporter::new(tool, Sink::Stdout);
+            let msg = crate::record::one_line(&e.kind().to_string());
+            rep.error_record(
+                Cause::BadInput,
+                &format!("bad usage: {msg}; see {tool} --help"),
+            );
+            rep.summary(Outcome::FAILED);
+            return ExitCode::from(Outcome::FAILED.code);
+        }
+    };
     let sink = if args.stdout_carries_bytes() {
         Sink::Stderr
     } else {
@@ -53,6 +74,8 @@ pub fn run_tool<A: ToolArgs>(
     if let Some(log) = &args.common().log {
         rep.open_log(log);
     }
+    let failure = args.failure_outcome();
+    rep.arm_emergency(failure);
     crate::signals::install(tool);
     let outcome = match run(args, &mut rep) {
         Ok(outcome) => outcome,
@@ -62,7 +85,7 @@ pub fn run_tool<A: ToolArgs>(
             if cause_of(&err) == Cause::Busy {
                 Outcome::BUSY
             } else {
-                Outcome::FAILED
+                failure
             }
         }
     };

@@ -45,6 +45,8 @@ pub enum Cause {
     Exists,
     /// Another run holds the lock.
     Busy,
+    /// A table stayed locked by another session past `--lock-wait-timeout`.
+    LockTimeout,
     /// The Docker engine failed or is unreachable.
     Docker,
     /// Anything else.
@@ -71,6 +73,7 @@ impl Cause {
             Cause::NotFound => "not_found",
             Cause::Exists => "exists",
             Cause::Busy => "busy",
+            Cause::LockTimeout => "lock_timeout",
             Cause::Docker => "docker",
             Cause::Other => "other",
         }
@@ -173,6 +176,24 @@ pub fn create_error(e: io::Error, dir: &std::path::Path, what: &str) -> anyhow::
                 "cannot create {what} in '{dir}' ({e}): check the path, or choose another directory"
             ),
         )),
+    }
+}
+
+/// A write error on `path`, in plain words: a full disk names the
+/// directory and the file.
+pub fn write_error(e: io::Error, path: &std::path::Path) -> anyhow::Error {
+    let dir = crate::atomic::parent_of(path);
+    match io_cause(&e) {
+        Some(Cause::DiskFull) => Failure::new(
+            Cause::DiskFull,
+            format!(
+                "disk full: no space left in '{}' while writing {}; free space there or choose another directory",
+                dir.display(),
+                crate::record::display_bytes(path.file_name().unwrap_or_default().as_encoded_bytes())
+            ),
+        )
+        .into(),
+        _ => anyhow::Error::new(e).context(format!("cannot write into '{}'", dir.display())),
     }
 }
 

@@ -43,6 +43,16 @@ use sha2::{Digest, Sha256};
 /// Size of the chunks compressed in parallel.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
+/// Worker threads by default: the CPUs, at most 4. More cores would not
+/// make a dump faster (pg_dump and the server set the pace by then) but
+/// would cost memory: each thread keeps up to two chunks in flight.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
 /// Compression settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GzOptions {
@@ -57,9 +67,7 @@ pub struct GzOptions {
 impl GzOptions {
     /// `level` on every available core.
     pub fn new(level: u32) -> GzOptions {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let threads = default_threads();
         GzOptions {
             level: level.min(9),
             threads,
@@ -751,6 +759,17 @@ fn inflate_indexed(
         cv: Condvar,
         stop: AtomicBool,
     }
+    // The index must describe exactly this file: header, chunks, trailer.
+    let listed = chunks
+        .iter()
+        .try_fold(18u64, |sum, c| sum.checked_add(c.gz));
+    let actual = file.metadata().map_err(GzProblem::Unreadable)?.len();
+    if listed != Some(actual) {
+        return Err(GzProblem::Corrupt {
+            raw_bytes: 0,
+            detail: format!("the chunk index lists {listed:?} bytes, the file has {actual}"),
+        });
+    }
     let limit = Limit {
         n: Mutex::new(0),
         cv: Condvar::new(),
@@ -934,7 +953,7 @@ fn read_exact_or(r: &mut impl Read, buf: &mut [u8], raw_bytes: u64) -> Result<()
 fn inflate_chunk(data: &[u8], last: bool, raw: u64) -> Result<Vec<u8>, String> {
     use flate2::{Decompress, FlushDecompress};
     let mut d = Decompress::new(false);
-    let mut out = Vec::with_capacity(raw as usize + 1);
+    let mut out = Vec::with_capacity(raw.min(CHUNK_SIZE as u64) as usize + 1);
     loop {
         if out.len() == out.capacity() {
             if out.len() as u64 > raw {
@@ -958,11 +977,26 @@ fn inflate_chunk(data: &[u8], last: bool, raw: u64) -> Result<Vec<u8>, String> {
             Status::StreamEnd if !all_in => return Err("data follows the final block".into()),
             Status::StreamEnd => return Ok(out),
             _ if all_in && out.len() < out.capacity() => {
-                return if last {
-                    Err("the stream ends without its final block".into())
-                } else {
-                    Ok(out)
-                };
+                if last {
+                    return Err("the stream ends without its final block".into());
+                }
+                // The chunk must end between blocks, or a sequential reader
+                // would read on differently. Between blocks, an empty final
+                // stored block ends the stream at once with no output; in
+                // the middle of a block these bytes would be data or an error.
+                let before = d.total_out();
+                let mut probe = Vec::with_capacity(16);
+                let end = d
+                    .decompress_vec(
+                        &[0x01, 0x00, 0x00, 0xff, 0xff],
+                        &mut probe,
+                        FlushDecompress::Finish,
+                    )
+                    .map_err(|e| format!("the chunk does not end between deflate blocks ({e})"))?;
+                if end != Status::StreamEnd || d.total_out() != before || !probe.is_empty() {
+                    return Err("the chunk does not end between deflate blocks".into());
+                }
+                return Ok(out);
             }
             _ if d.total_in() == in0 && d.total_out() == out0 && out.len() < out.capacity() => {
                 return Err("the deflate data ends early".into());
@@ -1219,20 +1253,13 @@ mod tests {
         let data = text(3 * CHUNK_SIZE + 5);
         let (gz, stats) = compress(&data, GzOptions::new(5));
         let sizes = &stats.chunks;
-        assert!(matches!(
-            indexed(&gz[..gz.len() - 100], sizes),
-            Err(GzProblem::Truncated { .. })
-        ));
-        assert!(matches!(
-            indexed(&gz[..gz.len() - 4], sizes),
-            Err(GzProblem::Truncated { .. })
-        ));
+        // A file whose size differs from the index is refused up front (the
+        // caller then reads sequentially for the exact reason).
+        assert!(indexed(&gz[..gz.len() - 100], sizes).is_err());
+        assert!(indexed(&gz[..gz.len() - 4], sizes).is_err());
         let mut g = gz.clone();
         g.extend_from_slice(b"xx");
-        assert!(matches!(
-            indexed(&g, sizes),
-            Err(GzProblem::TrailingGarbage { bytes: 2 })
-        ));
+        assert!(indexed(&g, sizes).is_err());
         let mut flip = gz.clone();
         let mid = (sizes[0].gz + 10 + sizes[1].gz / 2) as usize;
         flip[mid] ^= 0x55;
@@ -1248,6 +1275,52 @@ mod tests {
             indexed(&gz, &wrong).is_err(),
             "an index that does not fit is an error"
         );
+        // An index that does not add up to the file is refused before reading.
+        let mut huge = sizes.clone();
+        huge[0].gz = 99_999_999_999;
+        assert!(matches!(
+            indexed(&gz, &huge),
+            Err(GzProblem::Corrupt { .. })
+        ));
+        huge[0].gz = u64::MAX;
+        assert!(matches!(
+            indexed(&gz, &huge),
+            Err(GzProblem::Corrupt { .. })
+        ));
+        assert!(
+            indexed(&gz, &wrong).is_err(),
+            "an index that does not fit is an error"
+        );
+    }
+
+    #[test]
+    fn a_chunk_split_inside_a_stored_block_is_refused() {
+        // Two stored chunks of 100 kB; move the boundary 100 bytes into the
+        // second chunk's first stored block (5 header bytes + 95 data).
+        // Each piece still "inflates", the sizes still add up, but a
+        // sequential reader would read the pieces differently.
+        let a = noise(100_000);
+        let b = noise(100_001);
+        let mut w = ParGzWriter::new(
+            Vec::new(),
+            GzOptions {
+                level: 0,
+                threads: 2,
+                adaptive: false,
+            },
+        );
+        w.write_hinted(&a, Hint::Store).unwrap();
+        w.write_hinted(&b, Hint::Compress).unwrap();
+        let (gz, stats) = w.finish().unwrap();
+        assert_eq!(stats.chunks.len(), 2, "{:?}", stats.chunks);
+        let mut split = stats.chunks.clone();
+        split[0].gz += 100;
+        split[1].gz -= 100;
+        split[0].raw += 95;
+        split[1].raw -= 95;
+        let err = indexed(&gz, &split).unwrap_err();
+        assert!(format!("{err}").contains("between deflate blocks"), "{err}");
+        assert_eq!(indexed(&gz, &stats.chunks).unwrap().raw_bytes, 200_001);
     }
 
     #[test]

@@ -42,24 +42,49 @@ impl DirLock {
 /// A busy lock is a [`Failure`] with [`Cause::Busy`] (exit 75).
 pub fn acquire(dir: &Path, wait: Duration) -> Result<DirLock> {
     let path = dir.join(LOCK_NAME);
+    // O_NOFOLLOW: a symlink planted as the lock file must not make us
+    // write our pid into its target.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&path)
-        .map_err(|e| crate::error::create_error(e, dir, "the lock file"))?;
-    let deadline = Instant::now() + wait;
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                Failure::new(
+                    Cause::NotWritable,
+                    format!("the lock file '{}' is a symlink; remove it", path.display()),
+                )
+                .into()
+            } else {
+                crate::error::create_error(e, dir, "the lock file")
+            }
+        })?;
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(Failure::new(
+            Cause::NotWritable,
+            format!(
+                "the lock file '{}' is not a regular file; remove it",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    let deadline = Instant::now().checked_add(wait);
     loop {
         match file.try_lock() {
             Ok(()) => break,
             Err(std::fs::TryLockError::WouldBlock) => {
-                if Instant::now() >= deadline {
+                crate::signals::check()?;
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
                     let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
+                    let _ = (&mut file).take(64).read_to_string(&mut holder);
                     let holder = holder.trim();
-                    let who = if holder.is_empty() {
+                    let who = if holder.is_empty() || !holder.bytes().all(|b| b.is_ascii_digit()) {
                         "another run".to_string()
                     } else {
                         format!("pid {holder}")
@@ -73,7 +98,8 @@ pub fn acquire(dir: &Path, wait: Duration) -> Result<DirLock> {
                     )
                     .into());
                 }
-                thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
+                let left = deadline.map(|d| d - now).unwrap_or(Duration::MAX);
+                thread::sleep(Duration::from_millis(100).min(left));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock '{}'", path.display()));
@@ -115,6 +141,35 @@ mod tests {
         thread::sleep(Duration::from_millis(300));
         drop(held);
         waiter.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"IMPORTANT DATA").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join(LOCK_NAME)).unwrap();
+        let err = acquire(d.path(), Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"IMPORTANT DATA");
+    }
+
+    #[test]
+    fn a_fifo_lock_file_is_refused_without_hanging() {
+        let d = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &d.path().join(LOCK_NAME),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let err = acquire(d.path(), Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_wait_does_not_overflow() {
+        let d = tempfile::tempdir().unwrap();
+        acquire(d.path(), Duration::MAX).unwrap();
     }
 
     #[test]

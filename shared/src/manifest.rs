@@ -27,6 +27,8 @@ use crate::gzip::Chunk;
 pub const FORMAT: &str = "tb-manifest";
 /// Current `version`.
 pub const VERSION: u32 = 1;
+/// Largest manifest we read (a chunk index of a terabyte is far smaller).
+const MAX_BYTES: u64 = 64 << 20;
 
 /// A manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,7 +185,23 @@ impl Manifest {
 
     /// Read and parse a manifest.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read(path)
+        use std::io::Read;
+        // Never read from a FIFO or device, and never without bound.
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read manifest '{}'", path.display()))?;
+        if !meta.is_file() {
+            anyhow::bail!("manifest '{}' is not a regular file", path.display());
+        }
+        if meta.len() > MAX_BYTES {
+            anyhow::bail!(
+                "manifest '{}' is too large ({} bytes)",
+                path.display(),
+                meta.len()
+            );
+        }
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_BYTES).read_to_end(&mut text))
             .with_context(|| format!("cannot read manifest '{}'", path.display()))?;
         let m: Manifest = serde_json::from_slice(&text)
             .with_context(|| format!("manifest '{}' is not valid", path.display()))?;
@@ -209,7 +227,7 @@ impl Manifest {
         text.push(b'\n');
         t.file()
             .write_all(&text)
-            .with_context(|| format!("cannot write '{}'", t.path().display()))?;
+            .map_err(|e| crate::error::write_error(e, t.path()))?;
         Ok(t)
     }
 }

@@ -280,12 +280,24 @@ pub fn roles_path(dump: &Path) -> PathBuf {
 }
 
 fn sibling_path(artifact: &Path, suffix: &str) -> PathBuf {
-    let name = artifact.file_name().unwrap_or_default().to_string_lossy();
-    let stem = [".roles.sql.gz", ".sql.gz", ".tar.gz", ".gz", ".sql", ".tar"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(&name);
-    artifact.with_file_name(format!("{stem}{suffix}"))
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    // Work on bytes: file names need not be UTF-8.
+    let name = artifact.file_name().unwrap_or_default().as_bytes();
+    let stem = [
+        ".roles.sql.gz",
+        ".manifest.json",
+        ".sql.gz",
+        ".tar.gz",
+        ".gz",
+        ".sql",
+        ".tar",
+    ]
+    .iter()
+    .find_map(|ext| name.strip_suffix(ext.as_bytes()))
+    .unwrap_or(name);
+    let mut out = stem.to_vec();
+    out.extend_from_slice(suffix.as_bytes());
+    artifact.with_file_name(std::ffi::OsString::from_vec(out))
 }
 
 #[cfg(test)]
@@ -481,6 +493,16 @@ mod tests {
         assert_eq!(
             roles_path(Path::new("/b/x.sql.gz")),
             Path::new("/b/x.roles.sql.gz")
+        );
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Path::new(OsStr::from_bytes(b"/b/a b\nc\xe9.sql.gz"));
+        assert_eq!(
+            manifest_path(odd).as_os_str().as_bytes(),
+            b"/b/a b\nc\xe9.manifest.json"
+        );
+        assert_eq!(
+            roles_path(odd).as_os_str().as_bytes(),
+            b"/b/a b\nc\xe9.roles.sql.gz"
         );
     }
 

@@ -275,6 +275,25 @@ pub fn classify(stderr: &str, in_container: bool) -> (Cause, String) {
             "the PostgreSQL server is not running or not reachable at that address".to_string(),
         );
     }
+    if s.contains("server closed the connection unexpectedly")
+        || s.contains("terminating connection due to administrator command")
+        || s.contains("the database system is in recovery mode")
+    {
+        return (
+            Cause::ServerDown,
+            "the PostgreSQL server went away during the dump (stopped, crashed or restarted)"
+                .to_string(),
+        );
+    }
+    if s.contains("could not obtain lock on relation")
+        || s.contains("canceling statement due to lock timeout")
+        || (s.contains("canceling statement due to statement timeout") && s.contains("LOCK TABLE"))
+    {
+        return (
+            Cause::LockTimeout,
+            "another session kept a table locked longer than --lock-wait-timeout: find it in pg_stat_activity and pg_locks, then run again".to_string(),
+        );
+    }
     if s.contains("permission denied") {
         return (Cause::PermissionDenied, "the database refused access (permission denied): dump as the database owner or a superuser".to_string());
     }
@@ -376,6 +395,17 @@ mod tests {
         let local = Conn::default().command("pg_dump", &[]);
         assert_eq!(local.get_program(), "pg_dump");
         assert_eq!(local.get_args().next().unwrap(), "--no-password");
+    }
+
+    #[test]
+    fn a_server_that_goes_away_or_a_lock_that_stays_are_named() {
+        let gone = "pg_dump: error: Dumping the contents of table \"t\" failed: PQgetResult() failed.\npg_dump: detail: Error message from server: server closed the connection unexpectedly\n";
+        assert_eq!(classify(gone, false).0, Cause::ServerDown);
+        let locked = "pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout\npg_dump: detail: Query was: LOCK TABLE public.t IN ACCESS SHARE MODE\n";
+        assert_eq!(classify(locked, false).0, Cause::LockTimeout);
+        // pg_dump 15 implements --lock-wait-timeout with statement_timeout.
+        let timed = "pg_dump: error: query failed: ERROR:  canceling statement due to statement timeout\npg_dump: detail: Query was: LOCK TABLE public.t IN ACCESS SHARE MODE\n";
+        assert_eq!(classify(timed, false).0, Cause::LockTimeout);
     }
 
     #[test]

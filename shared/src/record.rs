@@ -160,12 +160,20 @@ impl Reporter {
     /// that cannot be opened is a warning, not a failure: the backup matters
     /// more than its log line.
     pub fn open_log(&mut self, path: &Path) {
-        match OpenOptions::new()
+        // O_NONBLOCK so that a FIFO without a reader fails at once instead
+        // of hanging the run; cleared again for the writes.
+        let opened = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NONBLOCK)
             .open(path)
-        {
+            .and_then(|f| {
+                use nix::fcntl::{FcntlArg, OFlag, fcntl};
+                fcntl(&f, FcntlArg::F_SETFL(OFlag::O_APPEND)).map_err(io::Error::from)?;
+                Ok(f)
+            });
+        match opened {
             Ok(f) => self.log = Some((path.to_path_buf(), f)),
             Err(e) => {
                 let msg = format!(
@@ -242,6 +250,30 @@ impl Reporter {
                 .with("cause", cause_of(err).as_str())
                 .with("message", &message),
         );
+    }
+
+    /// An `error` record with `cause` and `message`, counted, without the
+    /// human line (for when the message was already printed).
+    pub fn error_record(&mut self, cause: crate::error::Cause, message: &str) {
+        self.errors += 1;
+        self.emit(
+            Record::new("error")
+                .with("cause", cause.as_str())
+                .with("message", message),
+        );
+    }
+
+    /// Let the signal thread close this run if it cannot close itself
+    /// (see [`emergency_exit`]); `failure` is the run's failure outcome.
+    pub fn arm_emergency(&self, failure: Outcome) {
+        if let Ok(mut e) = EMERGENCY.lock() {
+            *e = Some(Emergency {
+                sink: self.sink,
+                log: self.log.as_ref().map(|(p, _)| p.clone()),
+                started: self.started,
+                failure,
+            });
+        }
     }
 
     /// Add a field to the summary record.
@@ -329,6 +361,46 @@ impl Reporter {
             );
         }
     }
+}
+
+/// What the signal thread needs to close a run that cannot close itself.
+struct Emergency {
+    sink: Sink,
+    log: Option<PathBuf>,
+    started: Instant,
+    failure: Outcome,
+}
+
+static EMERGENCY: std::sync::Mutex<Option<Emergency>> = std::sync::Mutex::new(None);
+
+/// Write the `error` (cause `interrupted`) and `summary` records of a run
+/// that is being ended from outside its main thread, then exit with the
+/// run's failure code. Used only by the signal thread.
+pub fn emergency_exit(tool: &'static str, message: &str) -> ! {
+    let em = EMERGENCY.lock().ok().and_then(|mut e| e.take());
+    let failure = em.as_ref().map(|e| e.failure).unwrap_or(Outcome::FAILED);
+    let _ = writeln!(io::stderr(), "{tool}: error: {message}");
+    if let Some(em) = em {
+        let mut rep = Reporter::new(tool, em.sink);
+        rep.started = em.started;
+        rep.errors = 1;
+        if let Some(log) = &em.log
+            && let Ok(f) = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(log)
+        {
+            rep.log = Some((log.clone(), f));
+        }
+        rep.emit(
+            Record::new("error")
+                .with("cause", "interrupted")
+                .with("message", message),
+        );
+        rep.summary(failure);
+    }
+    std::process::exit(i32::from(failure.code));
 }
 
 /// Collapse a multi-line message to one line (`; ` between lines).

@@ -36,7 +36,22 @@ pub fn untrack_temp(path: &std::path::Path) {
     }
 }
 
-/// Install the handlers (once per process; later calls do nothing).
+static CRITICAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run `f` (publishing renames, their rollback) without the signal thread
+/// ending the process in the middle of it.
+pub fn critical<T>(f: impl FnOnce() -> T) -> T {
+    CRITICAL.fetch_add(1, Ordering::SeqCst);
+    let out = f();
+    CRITICAL.fetch_sub(1, Ordering::SeqCst);
+    out
+}
+
+/// Install the handlers (once per process; later calls do nothing). When a
+/// run does not end within the grace period after a signal, the signal
+/// thread removes the registered temporary files, writes the error and
+/// summary records through [`crate::record::emergency_exit`] and ends the
+/// process with the tool's failure code.
 pub fn install(tool: &'static str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -55,15 +70,21 @@ pub fn install(tool: &'static str) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
                 }
                 std::thread::sleep(GRACE);
+                // Never in the middle of publishing: wait for it (bounded).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while CRITICAL.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
                 let temps = TEMPS.lock().map(|t| t.clone()).unwrap_or_default();
                 for t in temps {
                     let _ = std::fs::remove_file(t);
                 }
-                eprintln!(
-                    "{tool}: error: interrupted by {} and did not stop in time; nothing was published",
-                    signal_name(sig)
+                let message = format!(
+                    "interrupted by {} and did not stop within {} s; nothing was published",
+                    signal_name(sig),
+                    GRACE.as_secs()
                 );
-                std::process::exit(i32::from(crate::exit::FAILED));
+                crate::record::emergency_exit(tool, &message);
             }
         });
     });

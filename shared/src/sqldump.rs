@@ -1,5 +1,5 @@
-//! Reading plain-SQL pg_dump output as it streams: is it complete, and how
-//! many rows does each table have?
+//! Reading plain-SQL pg_dump output as it streams: is it complete and
+//! well formed, and how many rows does each table have?
 //!
 //! pg_dump ends a complete plain dump with
 //!
@@ -12,14 +12,24 @@
 //!
 //! (pg_dumpall `--globals-only` says `database cluster dump complete`).
 //! Minor releases from August 2025 on (17.6, 16.10, 15.14, 14.19, 13.22)
-//! also open the dump with `\restrict KEY` and put `\unrestrict KEY` after
-//! the trailer; when the dump opened with a key, the same key must close it.
-//! A stream without the trailer was cut short, whatever exit code anyone saw.
+//! also open the dump with `\restrict KEY` and close it with
+//! `\unrestrict KEY` (pg_dump after the trailer, pg_dumpall before it); when
+//! the dump opened with a key, the same key must close it. A stream without
+//! the trailer was cut short, whatever exit code anyone saw.
 //!
-//! Row counts come from the `COPY … FROM stdin;` blocks: one line per row
-//! (pg_dump escapes newlines inside values), ended by `\.`. Memory stays
-//! bounded whatever the line lengths: inside COPY data only the first bytes
-//! of each line are kept, elsewhere lines are cut at 64 KiB.
+//! The SQL between the data is lexed (strings, quoted identifiers,
+//! dollar quotes, comments), so that a line reading `COPY x FROM stdin;`
+//! inside a comment or a function body is not mistaken for table data, and
+//! so that a trailer inside a string does not count. Row counts come from
+//! the `COPY … FROM stdin;` blocks: one line per row (COPY escapes tabs,
+//! newlines and backslashes inside values), ended by `\.`; every row must
+//! have exactly one field per column, so two dumps glued together (a cut
+//! one followed by a whole one) do not pass for one. A second dump header
+//! is refused too.
+//!
+//! Memory stays bounded whatever the line lengths: only the first 64 KiB
+//! and the last bytes of a statement line are kept, and of a data line only
+//! its first bytes and its count of tabs.
 
 use std::collections::BTreeMap;
 
@@ -49,20 +59,80 @@ impl DumpKind {
 }
 
 const MAX_LINE: usize = 64 << 10;
+const LINE_TAIL: usize = 32;
 const TAIL: usize = 4096;
+
+/// Lexical state of the SQL between data blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lex {
+    Normal,
+    /// After `-`: a second `-` starts a line comment.
+    Dash,
+    /// After `/`: a `*` starts a block comment.
+    Slash,
+    LineComment,
+    /// Block comment at this nesting depth; `star`/`slash` remember a
+    /// pending `*` or `/`.
+    Block {
+        depth: u32,
+        star: bool,
+        slash: bool,
+    },
+    /// Inside '…'; `escapes` for E'…' strings; `quote` after a `'` that
+    /// may be doubled; `backslash` after `\` in an E-string.
+    Single {
+        escapes: bool,
+        quote: bool,
+        backslash: bool,
+    },
+    /// Inside "…"; `quote` after a `"` that may be doubled.
+    Double {
+        quote: bool,
+    },
+    /// After `$`, reading a possible dollar-quote tag.
+    DollarOpen(Vec<u8>),
+    /// Inside $tag$…$tag$; `matched` is how much of the closing `$tag$`
+    /// has been seen (0 = none).
+    Dollar {
+        tag: Vec<u8>,
+        matched: usize,
+    },
+}
+
+/// A COPY data block being read.
+#[derive(Debug, Clone)]
+struct Copy {
+    table: String,
+    rows: u64,
+    /// Tabs every row must have (columns - 1).
+    tabs: u64,
+}
 
 /// Streaming scanner; feed it the dump's bytes in any pieces.
 #[derive(Debug)]
 pub struct DumpScanner {
     kind: DumpKind,
+    lex: Lex,
+    prev: u8,
+    /// The current line: its first bytes, its last bytes, its length.
     line: Vec<u8>,
+    line_tail: Vec<u8>,
     line_len: usize,
-    copy: Option<(String, u64)>,
+    /// Whether the current line started outside strings and comments.
+    line_normal: bool,
+    /// Top-level commas and parenthesis depth on the current line.
+    commas: u64,
+    parens: i64,
+    saw_paren: bool,
+    /// Tabs on the current data line.
+    line_tabs: u64,
+    copy: Option<Copy>,
     tables: BTreeMap<String, u64>,
     tail: Vec<u8>,
     facts: DumpFacts,
-    header_seen: bool,
+    headers: u32,
     unrestricted: Option<String>,
+    garbled: Option<String>,
 }
 
 /// What the scanner learned.
@@ -103,11 +173,16 @@ pub enum Incomplete {
         /// Table whose data was cut.
         table: String,
     },
+    /// It ends inside a string, a quoted name or a comment.
+    InsideQuote,
     /// The completion trailer is missing.
     NoTrailer,
     /// It opened with `\restrict KEY` and does not close with the same
     /// `\unrestrict KEY`.
     NoUnrestrict,
+    /// The stream is not one well-formed dump (a data row with the wrong
+    /// number of fields, two dump headers).
+    Garbled(String),
 }
 
 impl std::fmt::Display for Incomplete {
@@ -117,6 +192,12 @@ impl std::fmt::Display for Incomplete {
             Incomplete::NotADump => write!(f, "this is not pg_dump output (no pg_dump header)"),
             Incomplete::InsideCopy { table } => {
                 write!(f, "the dump is cut short inside the data of table {table}")
+            }
+            Incomplete::InsideQuote => {
+                write!(
+                    f,
+                    "the dump is cut short inside a string, quoted name or comment"
+                )
             }
             Incomplete::NoTrailer => {
                 write!(
@@ -128,8 +209,13 @@ impl std::fmt::Display for Incomplete {
                 f,
                 "the dump is cut short (it opened with \\restrict but does not end with the matching \\unrestrict)"
             ),
+            Incomplete::Garbled(why) => write!(f, "the stream is not one well-formed dump: {why}"),
         }
     }
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
 impl DumpScanner {
@@ -137,14 +223,23 @@ impl DumpScanner {
     pub fn new(kind: DumpKind) -> DumpScanner {
         DumpScanner {
             kind,
+            lex: Lex::Normal,
+            prev: b'\n',
             line: Vec::new(),
+            line_tail: Vec::new(),
             line_len: 0,
+            line_normal: true,
+            commas: 0,
+            parens: 0,
+            saw_paren: false,
+            line_tabs: 0,
             copy: None,
             tables: BTreeMap::new(),
             tail: Vec::with_capacity(2 * TAIL),
             facts: DumpFacts::default(),
-            header_seen: false,
+            headers: 0,
             unrestricted: None,
+            garbled: None,
         }
     }
 
@@ -153,15 +248,35 @@ impl DumpScanner {
         self.facts.raw_bytes += data.len() as u64;
         self.keep_tail(data);
         while !data.is_empty() {
-            match memchr::memchr(b'\n', data) {
-                Some(i) => {
-                    self.push_partial(&data[..i]);
-                    self.end_line();
-                    data = &data[i + 1..];
+            if self.copy.is_some() {
+                // Data rows: find line ends fast, count tabs, keep 3 bytes.
+                let end = memchr::memchr(b'\n', data);
+                let piece = &data[..end.unwrap_or(data.len())];
+                self.line_tabs += memchr::memchr_iter(b'\t', piece).count() as u64;
+                let room = 3usize.saturating_sub(self.line.len());
+                self.line.extend_from_slice(&piece[..room.min(piece.len())]);
+                self.line_len += piece.len();
+                match end {
+                    Some(i) => {
+                        self.end_data_line();
+                        data = &data[i + 1..];
+                    }
+                    None => break,
                 }
-                None => {
-                    self.push_partial(data);
-                    break;
+            } else {
+                let end = memchr::memchr(b'\n', data);
+                let piece = &data[..end.unwrap_or(data.len())];
+                for &b in piece {
+                    self.lex_byte(b);
+                }
+                self.keep_line(piece);
+                match end {
+                    Some(i) => {
+                        self.lex_byte(b'\n');
+                        self.end_statement_line();
+                        data = &data[i + 1..];
+                    }
+                    None => break,
                 }
             }
         }
@@ -179,40 +294,252 @@ impl DumpScanner {
         }
     }
 
-    fn push_partial(&mut self, piece: &[u8]) {
-        // In COPY data only `\.` matters, so 3 bytes tell; elsewhere keep
-        // enough for any statement we parse.
-        let cap = if self.copy.is_some() { 3 } else { MAX_LINE };
-        let room = cap.saturating_sub(self.line.len());
+    fn keep_line(&mut self, piece: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.line.len());
         self.line.extend_from_slice(&piece[..room.min(piece.len())]);
+        self.line_tail
+            .extend_from_slice(&piece[piece.len().saturating_sub(LINE_TAIL)..]);
+        if self.line_tail.len() > LINE_TAIL {
+            self.line_tail.drain(..self.line_tail.len() - LINE_TAIL);
+        }
         self.line_len += piece.len();
     }
 
-    fn end_line(&mut self) {
-        let line = std::mem::take(&mut self.line);
-        let len = std::mem::replace(&mut self.line_len, 0);
-        if let Some((_, rows)) = &mut self.copy {
-            if len == 2 && line == b"\\." {
-                let (table, rows) = self.copy.take().unwrap_or_default();
-                *self.tables.entry(table).or_insert(0) += rows;
-            } else {
-                *rows += 1;
+    /// One byte of SQL outside data blocks.
+    fn lex_byte(&mut self, b: u8) {
+        let prev = self.prev;
+        self.prev = b;
+        let lex = std::mem::replace(&mut self.lex, Lex::Normal);
+        self.lex = match lex {
+            Lex::Normal | Lex::Dash | Lex::Slash => {
+                match lex {
+                    Lex::Dash if b == b'-' => return self.set(Lex::LineComment),
+                    Lex::Slash if b == b'*' => {
+                        return self.set(Lex::Block {
+                            depth: 1,
+                            star: false,
+                            slash: false,
+                        });
+                    }
+                    _ => {}
+                }
+                self.normal_byte(b, prev)
             }
-        } else {
-            self.statement_line(&line);
-        }
-        self.line = line;
-        self.line.clear();
+            Lex::LineComment => {
+                if b == b'\n' {
+                    Lex::Normal
+                } else {
+                    Lex::LineComment
+                }
+            }
+            Lex::Block { depth, star, slash } => {
+                if star && b == b'/' {
+                    if depth == 1 {
+                        Lex::Normal
+                    } else {
+                        Lex::Block {
+                            depth: depth - 1,
+                            star: false,
+                            slash: false,
+                        }
+                    }
+                } else if slash && b == b'*' {
+                    Lex::Block {
+                        depth: depth + 1,
+                        star: false,
+                        slash: false,
+                    }
+                } else {
+                    Lex::Block {
+                        depth,
+                        star: b == b'*',
+                        slash: b == b'/',
+                    }
+                }
+            }
+            Lex::Single {
+                escapes,
+                quote,
+                backslash,
+            } => {
+                if quote {
+                    if b == b'\'' {
+                        Lex::Single {
+                            escapes,
+                            quote: false,
+                            backslash: false,
+                        }
+                    } else {
+                        // The string ended at the previous quote.
+                        self.normal_byte(b, prev)
+                    }
+                } else if backslash {
+                    Lex::Single {
+                        escapes,
+                        quote: false,
+                        backslash: false,
+                    }
+                } else if b == b'\'' {
+                    Lex::Single {
+                        escapes,
+                        quote: true,
+                        backslash: false,
+                    }
+                } else {
+                    Lex::Single {
+                        escapes,
+                        quote: false,
+                        backslash: escapes && b == b'\\',
+                    }
+                }
+            }
+            Lex::Double { quote } => {
+                if quote {
+                    if b == b'"' {
+                        Lex::Double { quote: false }
+                    } else {
+                        self.normal_byte(b, prev)
+                    }
+                } else {
+                    Lex::Double { quote: b == b'"' }
+                }
+            }
+            Lex::DollarOpen(mut tag) => {
+                if b == b'$' {
+                    Lex::Dollar { tag, matched: 0 }
+                } else if (tag.is_empty() && (b.is_ascii_alphabetic() || b == b'_' || b >= 0x80))
+                    || (!tag.is_empty() && is_ident(b))
+                {
+                    tag.push(b);
+                    Lex::DollarOpen(tag)
+                } else {
+                    // Not a dollar quote (`$1`, `a$b`): plain SQL.
+                    self.normal_byte(b, prev)
+                }
+            }
+            Lex::Dollar { tag, matched } => {
+                // Closing delimiter is `$tag$`: position 0 and len+1 are `$`.
+                let want = |i: usize| {
+                    if i == 0 || i == tag.len() + 1 {
+                        b'$'
+                    } else {
+                        tag[i - 1]
+                    }
+                };
+                if b == want(matched) {
+                    if matched == tag.len() + 1 {
+                        Lex::Normal
+                    } else {
+                        Lex::Dollar {
+                            tag,
+                            matched: matched + 1,
+                        }
+                    }
+                } else if b == b'$' {
+                    Lex::Dollar { tag, matched: 1 }
+                } else {
+                    Lex::Dollar { tag, matched: 0 }
+                }
+            }
+        };
     }
 
-    fn statement_line(&mut self, line: &[u8]) {
-        let Ok(line) = std::str::from_utf8(line) else {
+    fn set(&mut self, lex: Lex) {
+        self.lex = lex;
+    }
+
+    /// A byte in plain SQL: may open a string, comment or dollar quote, and
+    /// counts top-level commas (for COPY column lists).
+    fn normal_byte(&mut self, b: u8, prev: u8) -> Lex {
+        match b {
+            b'-' => Lex::Dash,
+            b'/' => Lex::Slash,
+            b'\'' => Lex::Single {
+                escapes: prev == b'E' || prev == b'e',
+                quote: false,
+                backslash: false,
+            },
+            b'"' => Lex::Double { quote: false },
+            b'$' if !is_ident(prev) && prev != b'$' => Lex::DollarOpen(Vec::new()),
+            b'(' => {
+                self.parens += 1;
+                self.saw_paren = true;
+                Lex::Normal
+            }
+            b')' => {
+                self.parens -= 1;
+                Lex::Normal
+            }
+            b',' if self.parens == 1 => {
+                self.commas += 1;
+                Lex::Normal
+            }
+            _ => Lex::Normal,
+        }
+    }
+
+    fn reset_line(&mut self) {
+        self.line.clear();
+        self.line_tail.clear();
+        self.line_len = 0;
+        self.commas = 0;
+        self.parens = 0;
+        self.saw_paren = false;
+        self.line_tabs = 0;
+        self.line_normal = matches!(self.lex, Lex::Normal);
+    }
+
+    fn end_data_line(&mut self) {
+        let done = self.line_len == 2 && self.line == b"\\.";
+        let tabs = self.line_tabs;
+        if let Some(copy) = &mut self.copy {
+            if done {
+                let copy = self.copy.take().unwrap_or_else(|| unreachable!());
+                *self.tables.entry(copy.table).or_insert(0) += copy.rows;
+            } else {
+                copy.rows += 1;
+                if tabs != copy.tabs && self.garbled.is_none() {
+                    self.garbled = Some(format!(
+                        "row {} of table {} has {} fields, the table has {}",
+                        copy.rows,
+                        copy.table,
+                        tabs + 1,
+                        copy.tabs + 1
+                    ));
+                }
+            }
+        }
+        self.reset_line();
+    }
+
+    fn end_statement_line(&mut self) {
+        if self.line_normal && matches!(self.lex, Lex::Normal) {
+            self.statement_line();
+        } else if self.line_normal {
+            // A line that starts in plain SQL but opens a string may still
+            // be a psql meta-command or a header comment: not our concern.
+        }
+        self.reset_line();
+    }
+
+    fn statement_line(&mut self) {
+        let Ok(line) = std::str::from_utf8(&self.line) else {
+            if let Ok(start) = std::str::from_utf8(&self.line[..self.line.len().min(5)])
+                && start == "COPY "
+            {
+                self.start_copy();
+            }
             return;
         };
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if let Some(rest) = line.strip_prefix("COPY ") {
-            if line.ends_with(" FROM stdin;") {
-                self.copy = Some((copy_table_name(rest), 0));
+        let line = line.strip_suffix('\r').unwrap_or(line).to_string();
+        if line.starts_with("COPY ") {
+            self.start_copy();
+        } else if line == self.kind.header() {
+            self.headers += 1;
+            if self.headers > 1 && self.garbled.is_none() {
+                self.garbled = Some(
+                    "a second dump header inside the stream (two dumps glued together?)".into(),
+                );
             }
         } else if let Some(v) = line.strip_prefix("-- Dumped from database version ") {
             self.facts
@@ -232,14 +559,29 @@ impl DumpScanner {
         } else if let Some(k) = line.strip_prefix("\\restrict ") {
             if self.facts.restrict_key.is_none() {
                 self.facts.restrict_key = Some(k.trim().to_string());
+            } else if self.garbled.is_none() {
+                self.garbled = Some("a second \\restrict line (two dumps glued together?)".into());
             }
         } else if let Some(k) = line.strip_prefix("\\unrestrict ") {
             self.unrestricted = Some(k.trim().to_string());
-        } else if line == self.kind.header() {
-            self.header_seen = true;
         } else if line.starts_with("SELECT pg_catalog.lo_create(") {
             self.facts.large_objects += 1;
         }
+    }
+
+    fn start_copy(&mut self) {
+        let tail = String::from_utf8_lossy(&self.line_tail);
+        let tail = tail.strip_suffix('\r').unwrap_or(&tail);
+        if !tail.ends_with(" FROM stdin;") {
+            return;
+        }
+        let head = String::from_utf8_lossy(&self.line[5..]);
+        let columns = if self.saw_paren { self.commas + 1 } else { 0 };
+        self.copy = Some(Copy {
+            table: copy_table_name(&head),
+            rows: 0,
+            tabs: columns.saturating_sub(1),
+        });
     }
 
     /// What was learned so far (tables counted once their `\.` was seen).
@@ -259,13 +601,22 @@ impl DumpScanner {
         if self.facts.raw_bytes == 0 {
             return Err(Incomplete::Empty);
         }
-        if let Some((table, _)) = &self.copy {
+        if let Some(copy) = &self.copy {
             return Err(Incomplete::InsideCopy {
-                table: table.clone(),
+                table: copy.table.clone(),
             });
         }
-        if !self.header_seen {
+        if self.headers == 0 {
             return Err(Incomplete::NotADump);
+        }
+        if let Some(why) = &self.garbled {
+            return Err(Incomplete::Garbled(why.clone()));
+        }
+        if !matches!(
+            self.lex,
+            Lex::Normal | Lex::LineComment | Lex::Dash | Lex::Slash
+        ) {
+            return Err(Incomplete::InsideQuote);
         }
         // pg_dump puts `\unrestrict KEY` after the trailer, pg_dumpall
         // --globals-only just before it; either way the trailer ends the
@@ -417,6 +768,88 @@ mod tests {
             Err(Incomplete::NotADump),
             "a roles file is not a database dump"
         );
+    }
+
+    fn db_dump(body: &str) -> String {
+        format!(
+            "--\n-- PostgreSQL database dump\n--\n\n-- Dumped by pg_dump version 16.2\n\n{body}\n--\n-- PostgreSQL database dump complete\n--\n\n"
+        )
+    }
+
+    #[test]
+    fn copy_lines_inside_strings_comments_and_functions_are_not_data() {
+        let body = "COMMENT ON INDEX public.notes_body IS 'Load data with:\nCOPY notes FROM stdin;\nthen check.';\n\
+            CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $fn$\nCOPY zzz (a) FROM stdin;\n--\n-- PostgreSQL database dump complete\n--\n$fn$;\n\
+            COMMENT ON TABLE t IS E'it''s \\' COPY x FROM stdin;\nCOPY y FROM stdin;\n';\n\
+            /* block /* nested */\nCOPY q FROM stdin;\n*/\n\
+            CREATE TABLE \"we\"\"ird\nCOPY w FROM stdin;\" (a int);\n\
+            SELECT $1, a$b, $$x$$;\n\
+            COPY public.notes (id, body) FROM stdin;\n1\tone\n2\ttwo\n\\.\n";
+        for piece in [1, 3, 7, 1000] {
+            let (f, v) = scan(db_dump(body).as_bytes(), piece);
+            assert_eq!(v, Ok(()), "piece {piece}");
+            assert_eq!(f.tables.len(), 1, "{:?}", f.tables);
+            assert_eq!(f.tables.get("public.notes"), Some(&2));
+        }
+    }
+
+    #[test]
+    fn a_trailer_inside_a_function_body_does_not_count() {
+        let body = "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$\n--\n-- PostgreSQL database dump complete\n--\n";
+        let text = format!("--\n-- PostgreSQL database dump\n--\n{body}");
+        assert_eq!(scan(text.as_bytes(), 5).1, Err(Incomplete::InsideQuote));
+    }
+
+    #[test]
+    fn glued_dumps_are_refused() {
+        let whole = db_dump(
+            "COPY public.s (a, b, c) FROM stdin;\nx\ty\tz\nu\tv\tw\n\\.\n\nCREATE TABLE t (a int);\n",
+        );
+        // Cut inside data, then a whole dump: rows with the wrong field count.
+        let cut = whole.find("u\tv").unwrap();
+        let glued = format!("{}{}", &whole[..cut], whole);
+        assert!(
+            matches!(scan(glued.as_bytes(), 64).1, Err(Incomplete::Garbled(_))),
+            "{:?}",
+            scan(glued.as_bytes(), 64).1
+        );
+        // Cut in the schema, then a whole dump: a second header.
+        let cut = whole.find("CREATE TABLE").unwrap();
+        let glued = format!("{}{}", &whole[..cut], whole);
+        assert!(matches!(
+            scan(glued.as_bytes(), 64).1,
+            Err(Incomplete::Garbled(_))
+        ));
+        // Each part alone is fine.
+        assert_eq!(scan(whole.as_bytes(), 64).1, Ok(()));
+    }
+
+    #[test]
+    fn a_row_with_the_wrong_number_of_fields_is_garbled() {
+        let d = db_dump("COPY public.s (a, \"b,c\") FROM stdin;\nx\ty\nonly-one\n\\.\n");
+        match scan(d.as_bytes(), 64).1 {
+            Err(Incomplete::Garbled(why)) => assert!(
+                why.contains("row 2 of table public.s has 1 fields, the table has 2"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn copy_headers_longer_than_the_line_buffer_still_count() {
+        let cols: Vec<String> = (0..3000)
+            .map(|i| format!("column_with_a_rather_long_name_{i:05}"))
+            .collect();
+        let row = vec!["v"; 3000].join("\t");
+        let d = db_dump(&format!(
+            "COPY public.wide ({}) FROM stdin;\n{row}\n{row}\n\\.\n",
+            cols.join(", ")
+        ));
+        assert!(d.lines().find(|l| l.starts_with("COPY")).unwrap().len() > MAX_LINE);
+        let (f, v) = scan(d.as_bytes(), 4096);
+        assert_eq!(v, Ok(()));
+        assert_eq!(f.tables.get("public.wide"), Some(&2));
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn check_dump_content(
     let fast = index.map(|sizes| {
         inflate_file_indexed(path, sizes, threads(), &mut |b| {
             scanner.feed(b);
-            Ok(())
+            interrupted()
         })
     });
     let gz = match fast {
@@ -133,7 +133,7 @@ pub fn check_dump_content(
             scanner = DumpScanner::new(kind);
             inflate_file(path, &mut |b| {
                 scanner.feed(b);
-                Ok(())
+                interrupted()
             })
             .map_err(problem)?
         }
@@ -145,10 +145,16 @@ pub fn check_dump_content(
     }
 }
 
+/// Stop reading once a signal arrived (the caller reports the interruption).
+fn interrupted() -> std::io::Result<()> {
+    match crate::signals::received() {
+        None => Ok(()),
+        Some(_) => Err(std::io::Error::other("interrupted")),
+    }
+}
+
 fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    crate::gzip::default_threads()
 }
 
 fn sniff(path: &Path) -> Option<DumpKind> {

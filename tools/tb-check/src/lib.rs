@@ -7,7 +7,7 @@
 //! Without FILE arguments it reads paths, or JSON records with a `path`
 //! field (the output of another tb tool), from stdin.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -64,6 +64,10 @@ impl ToolArgs for Args {
     fn common(&self) -> &Common {
         &self.common
     }
+    /// A check that could not finish is UNKNOWN, never CRITICAL.
+    fn failure_outcome(&self) -> Outcome {
+        Outcome::health(Health::Unknown)
+    }
 }
 
 /// Run `tb-check`.
@@ -84,12 +88,37 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
 /// that describe no verifiable file (summaries, manifests, `-o -`
 /// streams) are skipped.
 fn paths_from_stdin() -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    const MAX_LINE: u64 = 64 << 10;
     let mut out = Vec::new();
-    for line in io::stdin().lock().lines() {
-        let line = line.context("cannot read paths from stdin")?;
-        out.extend(path_of_line(&line));
+    let mut stdin = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bounded: a line longer than any path or record is refused.
+        let n = (&mut stdin)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .context("cannot read paths from stdin")?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if line.len() as u64 > MAX_LINE {
+            anyhow::bail!(tb_shared::error::Failure::new(
+                tb_shared::error::Cause::BadInput,
+                "a line on stdin is longer than 64 KiB: give paths or records, one per line"
+            ));
+        }
+        match std::str::from_utf8(&line) {
+            Ok(text) => out.extend(path_of_line(text)),
+            // Paths need not be UTF-8 (records always are).
+            Err(_) => {
+                let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                out.push(PathBuf::from(std::ffi::OsStr::from_bytes(raw)));
+            }
+        }
     }
-    Ok(out)
 }
 
 fn path_of_line(line: &str) -> Option<PathBuf> {
@@ -120,6 +149,8 @@ pub fn verify(files: &[PathBuf], rep: &mut Reporter) -> Result<Outcome> {
     for f in files {
         tb_shared::signals::check()?;
         let check = check_file(f);
+        // A check cut short by a signal says nothing about the file.
+        tb_shared::signals::check()?;
         match check.verdict {
             Verdict::Good => good += 1,
             Verdict::Damaged => {

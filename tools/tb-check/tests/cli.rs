@@ -364,3 +364,146 @@ fn damaged_records_keep_size_and_manifest_status() {
     assert_eq!(r["manifest"], "checked");
     assert!(String::from_utf8_lossy(&out.stderr).contains("tb-check: damaged: "));
 }
+
+// Regression tests for what a hostile review found (see the issue notes).
+
+fn set_chunk_index(manifest: &Path, dump_name: &str, raw: &str, gz: &str) {
+    let mut m: Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["name"] == dump_name {
+            f["chunks"] = serde_json::json!({"raw_sizes": raw, "gz_sizes": gz});
+        }
+    }
+    std::fs::write(manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn hostile_chunk_indexes_neither_crash_nor_allocate_nor_decide() {
+    let set = dump_set();
+    let name = set.dump.file_name().unwrap().to_str().unwrap().to_string();
+    for (raw, gz) in [
+        ("1", "99999999999"),
+        ("1", "18446744073709551615"),
+        (
+            "1048576",
+            &std::fs::metadata(&set.dump).unwrap().len().to_string(),
+        ),
+        ("x", "y"),
+    ] {
+        set_chunk_index(&set.manifest, &name, raw, gz);
+        let out = verify(&[&set.dump]);
+        // The index is only a way to go faster: the file itself is good.
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{raw} {gz}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        assert_eq!(verdicts(&out)[0].1, "good");
+    }
+}
+
+#[test]
+fn paths_on_stdin_need_not_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let set = dump_set();
+    let sb = Sandbox::new();
+    let odd = sb.join(std::ffi::OsStr::from_bytes(b"\xff\xfe.sql.gz"));
+    std::fs::copy(&set.dump, &odd).unwrap();
+    let mut input = format!("{}\n", set.dump.display()).into_bytes();
+    input.extend_from_slice(odd.as_os_str().as_bytes());
+    input.push(b'\n');
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-check"))
+        .arg("verify")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 2);
+    assert!(v[1].0.ends_with("\\xff\\xfe.sql.gz"), "{}", v[1].0);
+}
+
+#[test]
+fn a_fifo_or_device_as_manifest_does_not_hang_or_eat_memory() {
+    let set = dump_set();
+    std::fs::remove_file(&set.manifest).unwrap();
+    nix::unistd::mkfifo(
+        &set.manifest,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let out = verify(&[&set.dump]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        verdicts(&out)[0].2.contains("not a regular file"),
+        "{:?}",
+        verdicts(&out)
+    );
+    std::fs::remove_file(&set.manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &set.manifest).unwrap();
+    let out = verify(&[&set.dump]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(verdicts(&out)[0].2.contains("not a regular file"));
+}
+
+#[test]
+fn an_endless_line_on_stdin_is_refused_with_bounded_memory() {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-check"))
+        .arg("verify")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..200 {
+            if stdin.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let out = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "cannot tell: UNKNOWN");
+    let recs = records(&out.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], "bad_input");
+    assert!(summary(&recs)["max_rss_bytes"].as_u64().unwrap() < 32 << 20);
+}
+
+#[test]
+fn an_interrupted_check_is_unknown_not_critical() {
+    let set = dump_set();
+    let many: Vec<&Path> = std::iter::repeat_n(set.dump.as_path(), 5000).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_tb-check"))
+        .arg("verify")
+        .args(&many)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tb_testkit::signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], "interrupted");
+    assert_eq!(summary(&recs)["status"], "unknown");
+}

@@ -20,9 +20,11 @@ use anyhow::{Context, Result, bail};
 use chrono::Local;
 use clap::Parser;
 
-use tb_shared::atomic::{TempFile, ensure_dir, parent_of, remove_stale_temps};
+use tb_shared::atomic::{
+    TempFile, ensure_dir, occupied, parent_of, publish_all, remove_stale_temps,
+};
 use tb_shared::cli::{Common, ToolArgs};
-use tb_shared::error::{Cause, Failure, io_cause};
+use tb_shared::error::{Cause, Failure};
 use tb_shared::exit::Outcome;
 use tb_shared::gzip::{GzOptions, GzStats, ParGzWriter};
 use tb_shared::manifest::{ChunkIndex, DatabaseInfo, FileEntry, Manifest, Verification};
@@ -111,8 +113,8 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub level: u32,
 
-    /// Compression threads [default: number of CPUs]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Compression threads [default: number of CPUs, at most 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
     pub threads: Option<u32>,
 
     /// Do not dump the cluster's roles (pg_dumpall --globals-only)
@@ -121,8 +123,14 @@ pub struct Args {
 
     /// Seconds to wait for another run writing to the same directory
     /// (then exit 75)
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub wait: u64,
+
+    /// Seconds pg_dump waits for a table that another session keeps locked
+    /// before it gives up (exit 2, cause lock_timeout); 0 waits forever
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_wait_timeout: u64,
 
     /// The pg_dump program
     #[arg(
@@ -179,6 +187,15 @@ impl Args {
         }
     }
 
+    /// pg_dump's arguments besides the connection options.
+    fn pg_dump_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["--dbname".into(), self.dbname.clone().into()];
+        if self.lock_wait_timeout > 0 {
+            a.push(format!("--lock-wait-timeout={}s", self.lock_wait_timeout).into());
+        }
+        a
+    }
+
     fn gz(&self) -> GzOptions {
         let mut o = GzOptions::new(self.level);
         if let Some(t) = self.threads {
@@ -195,11 +212,23 @@ impl Args {
                 self.label()
             ));
         }
-        let lower = self.dbname.to_ascii_lowercase();
-        if lower.contains("password") && (lower.contains('=') || lower.contains("://")) {
+        if has_password(&self.dbname) {
             return usage(
                 "the connection string holds a password, which would show in every process list: put it in PGPASSWORD or ~/.pgpass".into(),
             );
+        }
+        if let Some(out) = &self.output {
+            let name = out.file_name().unwrap_or_default().as_encoded_bytes();
+            if out != Path::new("-")
+                && (name.ends_with(b".roles.sql.gz")
+                    || name.ends_with(b".manifest.json")
+                    || name.is_empty())
+            {
+                return usage(format!(
+                    "-o '{}': that name is kept for the roles file or the manifest beside a dump; name the dump FILE.sql.gz",
+                    out.display()
+                ));
+            }
         }
         if self.stdin && (self.host.is_some() || self.port.is_some() || self.username.is_some()) {
             return usage(
@@ -209,6 +238,29 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// Does a `--dbname` connection string carry a password? (`password=` in
+/// a conninfo or URI query, or `user:secret@` in a URI.)
+fn has_password(dbname: &str) -> bool {
+    let lower = dbname.to_ascii_lowercase();
+    if lower.contains("password") && (lower.contains('=') || lower.contains("://")) {
+        return true;
+    }
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(rest) = lower.strip_prefix(scheme) {
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                return userinfo.contains(':');
+            }
+        }
+    }
+    false
+}
+
+/// Is `--dbname` a connection string (conninfo or URI) rather than a name?
+fn is_connstr(dbname: &str) -> bool {
+    dbname.contains('=') || dbname.starts_with("postgresql://") || dbname.starts_with("postgres://")
 }
 
 /// What was dumped into one temporary file.
@@ -231,15 +283,31 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         Some(p) => parent_of(p).to_path_buf(),
         None => args.dir.clone(),
     };
+    if let Some(p) = &args.output
+        && occupied(p)
+    {
+        // Before taking any lock there (`-o /dev/null` must not create
+        // /dev/.tb.lock).
+        return Err(exists(p));
+    }
     ensure_dir(&dir)?;
     let _lock = lock::acquire(&dir, Duration::from_secs(args.wait))
         .with_context(|| format!("cannot lock backup directory '{}'", dir.display()))?;
-    for p in remove_stale_temps(&dir)? {
-        rep.emit(
-            Record::new("removed")
-                .path(&p)
-                .with("reason", "stale temporary file of an interrupted run"),
-        );
+    for (p, err) in remove_stale_temps(&dir)? {
+        match err {
+            None => rep.emit(
+                Record::new("removed")
+                    .path(&p)
+                    .with("reason", "stale temporary file of an interrupted run"),
+            ),
+            Some(e) => rep.warn(
+                &format!(
+                    "cannot remove the stale temporary file '{}' ({e}); remove it by hand",
+                    p.display()
+                ),
+                Record::new("warning").path(&p),
+            ),
+        }
     }
     let dest = match &args.output {
         Some(p) => p.clone(),
@@ -256,18 +324,14 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     .into_iter()
     .flatten()
     {
-        if p.exists() {
-            return Err(Failure::new(
-                Cause::Exists,
-                format!("'{}' already exists; tb-dump never overwrites a backup: choose another -o FILE", p.display()),
-            )
-            .into());
+        if occupied(p) {
+            return Err(exists(p));
         }
     }
 
     let gz = args.gz();
     let conn = args.conn();
-    let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+    let pg_args = args.pg_dump_args();
     let src = if args.stdin {
         Source::Stdin
     } else {
@@ -282,7 +346,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let dump_ms = clock.elapsed().as_millis() as u64;
 
     let roles = if want_roles {
-        dump_roles(&args, &roles_dest, gz, rep)
+        dump_roles(&args, &roles_dest, gz, rep)?
     } else {
         None
     };
@@ -332,15 +396,21 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .map(|m| m.len())
         .unwrap_or(0);
 
-    // Publish data files first and the manifest last; each rename is atomic
-    // and never replaces anything.
+    // Publish data files first and the manifest last, as one: each rename
+    // is atomic and never replaces anything, and if one fails the others
+    // are taken back.
     signals::check()?;
-    let roles_published = match roles {
-        Some(r) => Some((r.temp.publish()?, r.stats)),
-        None => None,
-    };
-    let dump_path = dumped.temp.publish()?;
-    let manifest_path = manifest_temp.publish()?;
+    let mut temps = Vec::new();
+    let roles_stats = roles.map(|r| {
+        temps.push(r.temp);
+        r.stats
+    });
+    temps.push(dumped.temp);
+    temps.push(manifest_temp);
+    let mut published = publish_all(temps)?.into_iter();
+    let roles_published = roles_stats.and_then(|s| published.next().map(|p| (p, s)));
+    let dump_path = published.next().context("dump not published")?;
+    let manifest_path = published.next().context("manifest not published")?;
 
     rep.emit(
         Record::new("written")
@@ -416,21 +486,20 @@ fn file_entry(role: &str, path: &Path, stats: &GzStats) -> FileEntry {
     }
 }
 
+fn exists(p: &Path) -> anyhow::Error {
+    Failure::new(
+        Cause::Exists,
+        format!(
+            "'{}' already exists; tb-dump never overwrites a backup: choose another -o FILE",
+            p.display()
+        ),
+    )
+    .into()
+}
+
 /// Plain words for a write error on the temp file of `dest`.
 fn write_error(e: io::Error, dest: &Path) -> anyhow::Error {
-    let dir = parent_of(dest);
-    match io_cause(&e) {
-        Some(Cause::DiskFull) => Failure::new(
-            Cause::DiskFull,
-            format!(
-                "disk full: no space left in '{}' while writing {}; free space there or choose another --dir",
-                dir.display(),
-                dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            ),
-        )
-        .into(),
-        _ => anyhow::Error::new(e).context(format!("cannot write into '{}'", dir.display())),
-    }
+    tb_shared::error::write_error(e, dest)
 }
 
 /// Where the SQL comes from.
@@ -558,16 +627,18 @@ fn dump_to_temp(src: Source<'_>, dest: &Path, gz: GzOptions, kind: DumpKind) -> 
 /// Re-read the written temp file completely and compare with what was
 /// written: the file on disk decompresses to the same bytes, trailer included.
 fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
-    let (gz, facts) =
-        check_dump_content(d.temp.path(), kind, Some(&d.stats.chunks)).map_err(|(_, why)| {
-            Failure::new(
-                Cause::Other,
-                format!(
-                    "the written file '{}' does not verify: {why}",
-                    d.temp.path().display()
-                ),
-            )
-        })?;
+    let checked = check_dump_content(d.temp.path(), kind, Some(&d.stats.chunks));
+    // A check cut short by a signal is an interruption, not damage.
+    signals::check()?;
+    let (gz, facts) = checked.map_err(|(_, why)| {
+        Failure::new(
+            Cause::Other,
+            format!(
+                "the written file '{}' does not verify: {why}",
+                d.temp.path().display()
+            ),
+        )
+    })?;
     if gz.gz_bytes != d.stats.gz_bytes
         || gz.raw_bytes != d.stats.raw_bytes
         || gz.sha256 != d.stats.sha256
@@ -589,10 +660,28 @@ fn check_written(d: &Dumped, kind: DumpKind) -> Result<()> {
 /// pg_dumpall --globals-only into `dest`'s temp. Failures are warnings: the
 /// database dump is what matters, and a non-superuser cannot read role
 /// passwords (then we retry with --no-role-passwords).
-fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Option<Dumped> {
+fn dump_roles(
+    args: &Args,
+    dest: &Path,
+    gz: GzOptions,
+    rep: &mut Reporter,
+) -> Result<Option<Dumped>> {
     let conn = args.conn();
     let gz = GzOptions { threads: 1, ..gz };
-    let base: Vec<OsString> = vec!["--globals-only".into()];
+    // The same connection string as the dump, so the roles come from the
+    // same server.
+    let base: Vec<OsString> = vec![
+        "--globals-only".into(),
+        // pg_dumpall takes a connection string with --dbname, a plain
+        // database name with -l.
+        if is_connstr(&args.dbname) {
+            "--dbname"
+        } else {
+            "-l"
+        }
+        .into(),
+        args.dbname.clone().into(),
+    ];
     let attempt = |a: &[OsString]| {
         let src = Source::Program {
             conn: &conn,
@@ -605,9 +694,16 @@ fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Op
     };
     let first = attempt(&base);
     let err = match first {
-        Ok(d) => return Some(d),
+        Ok(d) => return Ok(Some(d)),
         Err(e) => e,
     };
+    // These end the whole run: nothing could be published anyway.
+    if matches!(
+        tb_shared::error::cause_of(&err),
+        Cause::Interrupted | Cause::DiskFull | Cause::NotWritable | Cause::Exists
+    ) {
+        return Err(err);
+    }
     if tb_shared::error::cause_of(&err) == Cause::PermissionDenied {
         let mut retry = base.clone();
         retry.push("--no-role-passwords".into());
@@ -616,14 +712,14 @@ fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Op
                 "roles were dumped without their passwords (this user may not read them); after a restore onto a new server, set them with ALTER ROLE … PASSWORD",
                 Record::new("warning").path(dest),
             );
-            return Some(d);
+            return Ok(Some(d));
         }
     }
     rep.warn(
         &format!("the roles file was not written: {err:#}; the database dump itself is complete (use --no-roles to skip roles)"),
         Record::new("warning").path(dest),
     );
-    None
+    Ok(None)
 }
 
 /// `-o -`: stream the gzip to stdout. Without a trailer when anything
@@ -631,7 +727,7 @@ fn dump_roles(args: &Args, dest: &Path, gz: GzOptions, rep: &mut Reporter) -> Op
 fn dump_to_stdout(args: &Args, rep: &mut Reporter, clock: Instant) -> Result<Outcome> {
     let w = ParGzWriter::new(StdoutWriter(io::stdout()), args.gz());
     let conn = args.conn();
-    let pg_args: Vec<OsString> = vec!["--dbname".into(), args.dbname.clone().into()];
+    let pg_args = args.pg_dump_args();
     let src = if args.stdin {
         Source::Stdin
     } else {

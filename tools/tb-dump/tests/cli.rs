@@ -1129,3 +1129,287 @@ fn a_file_where_the_directory_should_be_publishes_nothing() {
     );
     assert_eq!(std::fs::read(sb.join("not-a-dir")).unwrap(), b"x");
 }
+
+// Regression tests for what a hostile review found (see the issue notes).
+
+#[test]
+fn a_dangling_symlink_at_a_sibling_name_publishes_nothing() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    std::os::unix::fs::symlink("/nonexistent", sb.join("y.manifest.json")).unwrap();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "-o"])
+        .arg(sb.join("y.sql.gz")));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(events(&records(&out.stdout), "error")[0]["cause"], "exists");
+    assert_eq!(
+        list_dir(sb.path()),
+        [".tb.lock", "y.manifest.json"],
+        "no final name appeared"
+    );
+}
+
+#[test]
+fn sql_that_mentions_copy_or_the_trailer_still_backs_up_with_right_counts() {
+    let pg = Pg::shared();
+    pg.createdb("mentions_copy");
+    pg.psql(
+        "mentions_copy",
+        r#"CREATE TABLE notes (id int PRIMARY KEY, body text);
+           CREATE INDEX notes_body ON notes (body);
+           COMMENT ON INDEX notes_body IS E'Load data with:\nCOPY notes FROM stdin;\nthen check.';
+           CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $fn$ SELECT 'x' $fn$;
+           CREATE FUNCTION g() RETURNS text LANGUAGE plpgsql AS $$
+           BEGIN
+           RETURN '
+COPY zzz (a) FROM stdin;
+--
+-- PostgreSQL database dump complete
+--
+';
+           END $$;
+           INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 5) g;"#,
+    );
+    let sb = Sandbox::new();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", "mentions_copy", "--dir"])
+        .arg(sb.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let dump = PathBuf::from(written(&recs, "dump")["path"].as_str().unwrap());
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(tb_shared::naming::manifest_path(&dump)).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["database"]["tables"],
+        serde_json::json!({"public.notes": 5})
+    );
+    restore_with_psql(pg, &dump, "mentions_copy_restored");
+    assert_eq!(
+        fingerprint(pg, "mentions_copy"),
+        fingerprint(pg, "mentions_copy_restored")
+    );
+}
+
+#[test]
+fn a_cut_stream_followed_by_a_whole_one_is_refused() {
+    let pg = Pg::shared();
+    let sql = plain_dump(pg, toybox());
+    let text = String::from_utf8_lossy(&sql).into_owned();
+    // Cut inside data, and cut in the schema: both glued to a whole dump.
+    for cut in [
+        text.find("\n1\t").unwrap() + 40,
+        text.find("CREATE TABLE").unwrap(),
+    ] {
+        let mut glued = sql[..cut].to_vec();
+        glued.extend_from_slice(&sql);
+        let sb = Sandbox::new();
+        let before = seed_earlier_backup(sb.path());
+        let out = run_stdin(pg, &["--stdin", "--name", "glued"], sb.path(), &glued);
+        assert_failed_cleanly(
+            &out,
+            sb.path(),
+            &before,
+            "incomplete",
+            "not a complete pg_dump",
+        );
+    }
+}
+
+#[test]
+fn passwords_in_uris_are_refused_before_anything_runs() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    for db in [
+        "postgresql://tbsuper:TOPSECRET@127.0.0.1/toybox",
+        "postgres://u:LEAK%ZZME@h/db",
+        "host=h dbname=d password=TOPSECRET",
+        "postgresql://h/db?password=TOPSECRET",
+    ] {
+        let out = run(tb_dump(pg)
+            .args(["--dbname", db, "--name", "x", "--dir"])
+            .arg(sb.path()));
+        assert_eq!(out.status.code(), Some(2), "{db}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("PGPASSWORD"), "{all}");
+        assert!(
+            !all.contains("TOPSECRET") && !all.contains("LEAK"),
+            "the password is echoed: {all}"
+        );
+        assert!(list_dir(sb.path()).is_empty(), "nothing ran");
+    }
+}
+
+#[test]
+fn roles_come_from_the_same_server_as_the_dump() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let conninfo = format!(
+        "host={} port={} dbname={} user={}",
+        pg.host,
+        pg.port,
+        toybox(),
+        pg.user
+    );
+    let out = run(tb_dump(pg)
+        .env("PGHOST", "/nonexistent")
+        .args(["--dbname", &conninfo, "--name", "ci", "--dir"])
+        .arg(sb.path()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roles = PathBuf::from(
+        written(&records(&out.stdout), "roles")["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(
+        String::from_utf8(gunzip(&roles))
+            .unwrap()
+            .contains("CREATE ROLE toybox_owner;")
+    );
+}
+
+#[test]
+fn a_table_locked_too_long_fails_with_lock_timeout() {
+    let pg = Pg::shared();
+    pg.createdb("held_lock");
+    pg.psql("held_lock", "CREATE TABLE t (x int)");
+    let mut holder = pg
+        .env(&mut Command::new("psql"))
+        .args(["-X", "-q", "-d", "held_lock"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hin = holder.stdin.take().unwrap();
+    writeln!(hin, "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE;").unwrap();
+    wait_for(20, "the table lock", || {
+        (pg.psql("held_lock", "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.granted AND l.mode = 'AccessExclusiveLock'").trim() == "1").then_some(())
+    });
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run(tb_dump(pg)
+        .args(["--dbname", "held_lock", "--lock-wait-timeout", "1", "--dir"])
+        .arg(sb.path()));
+    drop(hin);
+    let _ = holder.wait();
+    assert_failed_cleanly(
+        &out,
+        sb.path(),
+        &before,
+        "lock_timeout",
+        "kept a table locked",
+    );
+}
+
+#[test]
+fn names_kept_for_siblings_are_refused_as_output() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    for name in ["x.roles.sql.gz", "x.manifest.json"] {
+        let out = run(tb_dump(pg)
+            .args(["--dbname", toybox(), "-o"])
+            .arg(sb.join(name)));
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("kept for the roles file or the manifest")
+        );
+    }
+    assert!(list_dir(sb.path()).is_empty());
+}
+
+#[test]
+fn output_names_that_are_not_utf8_keep_their_bytes_in_every_sibling() {
+    use std::os::unix::ffi::OsStrExt;
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let name = std::ffi::OsStr::from_bytes(b"a b\nc\xe9.sql.gz");
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "-o"])
+        .arg(sb.join(name)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<Vec<u8>> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            b".tb.lock".to_vec(),
+            b"a b\nc\xe9.manifest.json".to_vec(),
+            b"a b\nc\xe9.roles.sql.gz".to_vec(),
+            b"a b\nc\xe9.sql.gz".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn usage_errors_still_print_records() {
+    let pg = Pg::shared();
+    let out = run(tb_dump(pg).args(["--no-such-flag"]));
+    assert_eq!(out.status.code(), Some(2));
+    let recs = records(&out.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], "bad_input");
+    assert_eq!(summary(&recs)["status"], "failed");
+}
+
+#[test]
+fn output_to_an_existing_device_takes_no_lock_there() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    std::os::unix::fs::symlink("/dev/null", sb.join("null.sql.gz")).unwrap();
+    let out = run(tb_dump(pg)
+        .args(["--dbname", toybox(), "-o"])
+        .arg(sb.join("null.sql.gz")));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(list_dir(sb.path()), ["null.sql.gz"], "no lock file created");
+}
+
+#[test]
+fn sigterm_while_waiting_for_the_lock_ends_cleanly_with_records() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    // Hold the directory's lock the way another run would.
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(sb.join(".tb.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let child = tb_dump(pg)
+        .args(["--dbname", toybox(), "--wait", "600", "--dir"])
+        .arg(sb.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    signal(child.id(), Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(out.status.code(), Some(2));
+    let recs = records(&out.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], "interrupted");
+    assert_eq!(summary(&recs)["status"], "failed");
+    drop(held);
+}
