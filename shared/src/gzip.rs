@@ -621,6 +621,8 @@ pub struct Inflated {
     pub sha256: String,
     /// Number of gzip members (1 for what tb writes).
     pub members: u32,
+    /// CRC-32 of all the uncompressed data.
+    pub crc32: u32,
 }
 
 struct HashingReader<R> {
@@ -661,6 +663,7 @@ pub fn inflate_reader(
     let mut br = BufReader::with_capacity(256 << 10, hashing);
     let mut raw_bytes = 0u64;
     let mut members = 0u32;
+    let mut crc = crc32fast::Hasher::new();
     let mut out = vec![0u8; 256 << 10];
     loop {
         let head = br.fill_buf().map_err(GzProblem::Unreadable)?;
@@ -695,6 +698,7 @@ pub fn inflate_reader(
                 Ok(0) => break,
                 Ok(n) => {
                     raw_bytes += n as u64;
+                    crc.update(&out[..n]);
                     consume(&out[..n]).map_err(GzProblem::Consumer)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -722,6 +726,7 @@ pub fn inflate_reader(
         raw_bytes,
         sha256: hex(&inner.sha.finalize()),
         members,
+        crc32: crc.finalize(),
     })
 }
 
@@ -936,6 +941,7 @@ fn inflate_indexed(
             raw_bytes,
             sha256,
             members: 1,
+            crc32: want_crc,
         })
     })
 }

@@ -364,3 +364,18 @@ fn compare_manifest(check: &mut FileCheck) {
         ));
     }
 }
+
+/// Decompress a gzip file completely (in parallel with its chunk index),
+/// without looking at its content: for files whose content was checked as
+/// it was written, where the CRC-32 then proves it is the same content.
+pub fn check_gz(path: &Path, index: Option<&[Chunk]>) -> Result<Inflated, (Verdict, String)> {
+    let problem = |p| match p {
+        GzProblem::Unreadable(e) => (Verdict::Unreadable, format!("cannot read the file: {e}")),
+        other => (Verdict::Damaged, other.to_string()),
+    };
+    match index.map(|c| inflate_file_indexed(path, c, threads(), &mut |_| interrupted())) {
+        Some(Ok(gz)) => Ok(gz),
+        Some(Err(GzProblem::Unreadable(e))) => Err(problem(GzProblem::Unreadable(e))),
+        _ => inflate_file(path, &mut |_| interrupted()).map_err(problem),
+    }
+}
