@@ -21,6 +21,7 @@ pub mod atomic;
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod extract;
 pub mod gzip;
 pub mod lock;
 pub mod manifest;

@@ -1,0 +1,1 @@
+//! Safe extraction of tar archives (placeholder; see issue 3).
