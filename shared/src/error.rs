@@ -47,6 +47,8 @@ pub enum Cause {
     Busy,
     /// A table stayed locked by another session past `--lock-wait-timeout`.
     LockTimeout,
+    /// A running database's files would be archived as if consistent.
+    LiveDatabase,
     /// The Docker engine failed or is unreachable.
     Docker,
     /// Anything else.
@@ -74,6 +76,7 @@ impl Cause {
             Cause::Exists => "exists",
             Cause::Busy => "busy",
             Cause::LockTimeout => "lock_timeout",
+            Cause::LiveDatabase => "live_database",
             Cause::Docker => "docker",
             Cause::Other => "other",
         }

@@ -1012,6 +1012,99 @@ fn inflate_chunk(data: &[u8], last: bool, raw: u64) -> Result<Vec<u8>, String> {
     }
 }
 
+/// A pull-based reader of a whole gzip file: decompression (on every core
+/// when the chunk index is given) runs in a thread and hands the data over
+/// in order through a small bounded queue, so a parser such as a tar reader
+/// can read it with `Read`. At EOF call [`InflateReader::finish`]: the data
+/// read is only known complete and good when it returns `Ok`.
+pub struct InflateReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    handle: Option<JoinHandle<Result<Inflated, GzProblem>>>,
+}
+
+impl InflateReader {
+    /// Start reading `path` (with its chunk index, if known).
+    pub fn open(path: &Path, chunks: Option<Vec<Chunk>>, threads: usize) -> InflateReader {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let path = path.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            let mut send = |b: &[u8]| {
+                tx.send(b.to_vec())
+                    .map_err(|_| io::Error::other("reader went away"))
+            };
+            match chunks {
+                Some(c) if !c.is_empty() => {
+                    match inflate_file_indexed(&path, &c, threads, &mut send) {
+                        // The index did not fit and nothing was handed over yet:
+                        // read sequentially instead.
+                        Err(GzProblem::Corrupt { raw_bytes: 0, .. }) => {
+                            inflate_file(&path, &mut send)
+                        }
+                        other => other,
+                    }
+                }
+                _ => inflate_file(&path, &mut send),
+            }
+        });
+        InflateReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            handle: Some(handle),
+        }
+    }
+
+    /// Read a stream (stdin, a pipe) sequentially.
+    pub fn from_reader(r: impl Read + Send + 'static) -> InflateReader {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let handle = std::thread::spawn(move || {
+            inflate_reader(r, &mut |b: &[u8]| {
+                tx.send(b.to_vec())
+                    .map_err(|_| io::Error::other("reader went away"))
+            })
+        });
+        InflateReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            handle: Some(handle),
+        }
+    }
+
+    /// Wait for the decompression to end (reading what is left) and return
+    /// its verdict.
+    pub fn finish(mut self) -> Result<Inflated, GzProblem> {
+        while self.rx.recv().is_ok() {}
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(GzProblem::Corrupt {
+                raw_bytes: 0,
+                detail: "the decompression thread failed".into(),
+            }),
+        }
+    }
+}
+
+impl Read for InflateReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.cur = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,12 +17,15 @@
 //! Rules here are pure functions where possible: clocks and listings are
 //! passed in, so tests need neither.
 
+pub mod archive;
 pub mod atomic;
 pub mod cli;
+pub mod docker;
 pub mod error;
 pub mod exit;
 pub mod extract;
 pub mod gzip;
+pub mod index;
 pub mod lock;
 pub mod manifest;
 pub mod naming;

@@ -57,6 +57,9 @@ pub struct Manifest {
     /// For dumps: what was dumped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseInfo>,
+    /// For volume archives: what was archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeInfo>,
     /// The verification done before publishing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verification>,
@@ -152,6 +155,45 @@ pub struct DatabaseInfo {
     pub large_objects: u64,
 }
 
+/// What a volume archive holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// The directory archived.
+    pub source: String,
+    /// The Docker volume, when archived by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_volume: Option<String>,
+    /// False when a live database was archived (`--allow-live`).
+    pub consistent: bool,
+    /// Containers stopped during the archive (`--stop`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_containers: Vec<String>,
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Regular files (with data).
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Extra names of hard-linked files.
+    pub hardlinks: u64,
+    /// FIFOs and devices.
+    pub specials: u64,
+    /// Sockets left out.
+    pub sockets_skipped: u64,
+    /// Bytes of file contents.
+    pub file_bytes: u64,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// Warnings (files that changed while read, …), the first 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// How many warnings there were in all.
+    #[serde(default)]
+    pub warnings_total: u64,
+}
+
 /// A verification verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -178,6 +220,7 @@ impl Manifest {
             duration_ms: 0,
             files: Vec::new(),
             database: None,
+            volume: None,
             verified: None,
             extra: Map::new(),
         }

@@ -38,6 +38,8 @@ pub enum Kind {
     Roles,
     /// A JSON manifest beside a dump or a volume archive.
     Manifest,
+    /// The gzipped JSON-lines index of a volume archive.
+    Index,
     /// A full tar.gz of one volume.
     Volume,
     /// The base (full) point of an incremental chain (a directory).
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Dump => "dump",
             Kind::Roles => "roles",
             Kind::Manifest => "manifest",
+            Kind::Index => "index",
             Kind::Volume => "volume",
             Kind::ChainBase => "chain_base",
             Kind::ChainIncr => "chain_incr",
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Dump => ".sql.gz",
             Kind::Roles => ".roles.sql.gz",
             Kind::Manifest => ".manifest.json",
+            Kind::Index => ".index.jsonl.gz",
             Kind::Volume => ".tar.gz",
             Kind::ChainBase | Kind::ChainIncr => "",
         }
@@ -146,7 +150,13 @@ impl BackupName {
         if name.starts_with('.') {
             return None;
         }
-        for kind in [Kind::Roles, Kind::Manifest, Kind::Dump, Kind::Volume] {
+        for kind in [
+            Kind::Roles,
+            Kind::Manifest,
+            Kind::Index,
+            Kind::Dump,
+            Kind::Volume,
+        ] {
             if let Some(stem) = name.strip_suffix(kind.suffix()) {
                 let (label, time, precision) = split_stem(stem)?;
                 if !valid_label(label)
@@ -274,6 +284,11 @@ pub fn manifest_path(artifact: &Path) -> PathBuf {
     sibling_path(artifact, ".manifest.json")
 }
 
+/// The index path beside a volume archive (`x.tar.gz` -> `x.index.jsonl.gz`).
+pub fn index_path(archive: &Path) -> PathBuf {
+    sibling_path(archive, ".index.jsonl.gz")
+}
+
 /// The roles-file path beside a dump path (`x.sql.gz` -> `x.roles.sql.gz`).
 pub fn roles_path(dump: &Path) -> PathBuf {
     sibling_path(dump, ".roles.sql.gz")
@@ -286,6 +301,7 @@ fn sibling_path(artifact: &Path, suffix: &str) -> PathBuf {
     let stem = [
         ".roles.sql.gz",
         ".manifest.json",
+        ".index.jsonl.gz",
         ".sql.gz",
         ".tar.gz",
         ".gz",
@@ -360,6 +376,13 @@ mod tests {
             (
                 "media_volume_20260119.manifest.json",
                 Kind::Manifest,
+                "media_volume",
+                "2026-01-19 00:00:00",
+                Precision::Day,
+            ),
+            (
+                "media_volume_20260119.index.jsonl.gz",
+                Kind::Index,
                 "media_volume",
                 "2026-01-19 00:00:00",
                 Precision::Day,

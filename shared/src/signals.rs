@@ -18,6 +18,22 @@ use crate::error::{Cause, Failure};
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static TEMPS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+static CONTAINERS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Remember a container this run stopped, to start it again if the run
+/// must be ended from the signal thread.
+pub fn track_container(cli: &str, name: &str) {
+    if let Ok(mut c) = CONTAINERS.lock() {
+        c.push((cli.to_string(), name.to_string()));
+    }
+}
+
+/// Forget a container (started again).
+pub fn untrack_container(name: &str) {
+    if let Ok(mut c) = CONTAINERS.lock() {
+        c.retain(|(_, n)| n != name);
+    }
+}
 
 /// How long the run gets to clean up by itself after a signal.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -78,6 +94,15 @@ pub fn install(tool: &'static str) {
                 let temps = TEMPS.lock().map(|t| t.clone()).unwrap_or_default();
                 for t in temps {
                     let _ = std::fs::remove_file(t);
+                }
+                // Containers stopped for the backup run again, whatever happens.
+                let containers = CONTAINERS.lock().map(|c| c.clone()).unwrap_or_default();
+                for (cli, name) in containers.iter().rev() {
+                    let _ = std::process::Command::new(cli)
+                        .args(["start", name])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .status();
                 }
                 let message = format!(
                     "interrupted by {} and did not stop within {} s; nothing was published",

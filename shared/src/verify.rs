@@ -68,6 +68,8 @@ pub struct FileCheck {
     pub kind: &'static str,
     /// Size on disk, when it could be read.
     pub bytes: Option<u64>,
+    /// Entries of a volume archive, when it was read.
+    pub entries: Option<u64>,
     /// The verdict.
     pub verdict: Verdict,
     /// Why it is not good.
@@ -96,6 +98,9 @@ impl FileCheck {
                 .with("sha256", &gz.sha256);
         } else if let Some(b) = self.bytes {
             r = r.with("bytes", b);
+        }
+        if let Some(n) = self.entries {
+            r = r.with("entries", n);
         }
         if let Some(f) = &self.facts
             && self.kind == "dump"
@@ -192,6 +197,10 @@ fn kind_by_name(path: &Path) -> &'static str {
         "roles"
     } else if name.ends_with(".sql.gz") {
         "dump"
+    } else if name.ends_with(".index.jsonl.gz") {
+        "index"
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        "volume"
     } else {
         "gzip"
     }
@@ -203,6 +212,7 @@ pub fn check_file(path: &Path) -> FileCheck {
         path: path.to_path_buf(),
         kind: kind_by_name(path),
         bytes: None,
+        entries: None,
         verdict: Verdict::Good,
         reason: None,
         gz: None,
@@ -237,6 +247,10 @@ pub fn check_file(path: &Path) -> FileCheck {
         check.manifest = ManifestCheck::Checked;
     }
     let index = index_of(path);
+    if check.kind == "volume" {
+        check_volume(&mut check, index);
+        return check;
+    }
     let content = match sniff(path) {
         Some(kind) => {
             check.kind = if kind == DumpKind::Cluster {
@@ -270,6 +284,29 @@ pub fn check_file(path: &Path) -> FileCheck {
     }
     compare_manifest(&mut check);
     check
+}
+
+/// A volume archive: the whole tar stream, every entry against the index
+/// the manifest names (when there is one), then the manifest's sizes.
+fn check_volume(check: &mut FileCheck, chunks: Option<Vec<Chunk>>) {
+    let mpath = manifest_path(&check.path);
+    let index = Manifest::load(&mpath).ok().and_then(|m| {
+        m.files
+            .iter()
+            .find(|f| f.role == "index")
+            .map(|f| crate::atomic::parent_of(&check.path).join(&f.name))
+    });
+    match crate::archive::verify_archive(&check.path, chunks, index.as_deref()) {
+        Ok(a) => {
+            check.entries = Some(a.entries);
+            check.gz = Some(a.gz);
+            compare_manifest(check);
+        }
+        Err((verdict, reason)) => {
+            check.verdict = verdict;
+            check.reason = Some(reason);
+        }
+    }
 }
 
 /// A manifest given on its own: it must parse and every file it lists must

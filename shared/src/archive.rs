@@ -1,0 +1,1326 @@
+//! Volume archives: a directory tree -> one standard `tar.gz`, and the
+//! check that an archive holds exactly what its index says.
+//!
+//! # Format
+//!
+//! A tar stream that GNU tar reads (`tar -tzf`, `tar -xzpf --numeric-owner
+//! --xattrs --xattrs-include='*'`), gzipped by [`ParGzWriter`] as one member:
+//!
+//! - entries depth first, children sorted by the raw bytes of their names;
+//!   the first entry is `./`, the root itself (its mode, owner and mtime);
+//! - GNU headers with numeric uid/gid (user and group names left empty, so
+//!   every extractor uses the numbers), the 12 mode bits (setuid, setgid,
+//!   sticky), GNU long-name and long-link records (`L`, `K`) for names
+//!   over 100 bytes, raw bytes everywhere (names need not be UTF-8);
+//! - a pax extended header (`x`) before an entry when needed: `mtime` with
+//!   nanoseconds, `SCHILY.xattr.NAME` for every extended attribute (POSIX
+//!   ACLs are the `system.posix_acl_*` attributes, in their binary form);
+//! - regular files, hard links (`1`, data stored once, the link names the
+//!   first name), symlinks (`2`, stored, never followed), character and
+//!   block devices, FIFOs (never opened), directories; sparse files as GNU
+//!   sparse entries (`S`: only the data is stored); sockets are skipped with
+//!   a warning.
+//!
+//! A file that changes while it is read never corrupts the archive: its
+//! header promises the size seen when it was opened, exactly that many
+//! bytes follow (zeros if it shrank, the excess dropped if it grew), and a
+//! warning names it.
+//!
+//! Already-compressed content (JPEG, PNG, MP4, ZIP, gzip…, recognised by
+//! magic bytes for small files and by a quick level-1 trial on samples of
+//! larger ones) is stored at level 0 instead of being compressed for nothing;
+//! everything else is compressed at the chosen level, on every core.
+//!
+//! The index ([`crate::index`]) is written in the same pass.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::gzip::{GzOptions, GzStats, Hint, ParGzWriter, deflate_chunk, hex};
+use crate::index::{EntryKind, IndexEntry, IndexWriter, RawName};
+
+const BLOCK: u64 = 512;
+const PIECE: usize = 1 << 20;
+
+/// Something worth a look that did not stop the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveWarning {
+    /// The entry (relative name).
+    pub path: RawName,
+    /// What happened.
+    pub message: String,
+}
+
+/// Counts of what went into an archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveCounts {
+    /// Entries in the archive (sockets not counted).
+    pub entries: u64,
+    /// Regular files with their data.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Extra names of hard-linked files.
+    pub hardlinks: u64,
+    /// FIFOs and devices.
+    pub specials: u64,
+    /// Sockets skipped.
+    pub sockets_skipped: u64,
+    /// Bytes of file contents (logical sizes).
+    pub file_bytes: u64,
+    /// Files stored as sparse.
+    pub sparse_files: u64,
+}
+
+/// What archiving produced.
+#[derive(Debug, Clone)]
+pub struct ArchiveStats {
+    /// Entry counts.
+    pub counts: ArchiveCounts,
+    /// The gzip stream.
+    pub gz: GzStats,
+    /// Uncompressed tar bytes.
+    pub tar_bytes: u64,
+}
+
+/// Classify a piece of file content: store what does not compress.
+pub fn content_hint(piece: &[u8], whole_file: bool) -> Hint {
+    const MAGICS: &[&[u8]] = &[
+        b"\xff\xd8\xff",       // JPEG
+        b"\x89PNG\r\n\x1a\n",  // PNG
+        b"GIF8",               // GIF
+        b"PK\x03\x04",         // ZIP, docx, jar, apk
+        b"\x1f\x8b",           // gzip
+        b"BZh",                // bzip2
+        b"\xfd7zXZ\x00",       // xz
+        b"\x28\xb5\x2f\xfd",   // zstd
+        b"7z\xbc\xaf\x27\x1c", // 7z
+        b"OggS",               // Ogg
+        b"ID3",                // MP3
+        b"fLaC",               // FLAC
+        b"wOF2",               // WOFF2
+        b"\x1a\x45\xdf\xa3",   // Matroska, WebM
+    ];
+    let magic = MAGICS.iter().any(|m| piece.starts_with(m))
+        || (piece.len() >= 12 && &piece[4..8] == b"ftyp") // MP4, MOV, HEIC, AVIF
+        || (piece.len() >= 12 && &piece[..4] == b"RIFF" && &piece[8..12] == b"WEBP");
+    if piece.len() < 64 << 10 {
+        // Small: the magic decides (a trial would cost as much as compressing).
+        return if magic && whole_file && piece.len() >= 4096 {
+            Hint::Store
+        } else {
+            Hint::Compress
+        };
+    }
+    // Larger: a level-1 trial on three 8 KiB samples.
+    const SAMPLE: usize = 8 << 10;
+    let step = (piece.len() - SAMPLE) / 2;
+    let mut inb = 0;
+    let mut outb = 0;
+    for i in 0..3 {
+        let s = &piece[i * step..i * step + SAMPLE];
+        let Ok(out) = deflate_chunk(s, 1, true) else {
+            return Hint::Compress;
+        };
+        inb += s.len();
+        outb += out.len();
+    }
+    if outb * 100 >= inb * 95 {
+        Hint::Store
+    } else {
+        Hint::Compress
+    }
+}
+
+/// The tar stream going into the gzip writer, with the position kept for
+/// padding.
+struct TarOut<W: Write + Send + 'static> {
+    gz: ParGzWriter<W>,
+    pos: u64,
+}
+
+impl<W: Write + Send + 'static> TarOut<W> {
+    fn put(&mut self, data: &[u8], hint: Hint) -> io::Result<()> {
+        self.gz.write_hinted(data, hint)?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    fn pad(&mut self) -> io::Result<()> {
+        let rem = (BLOCK - self.pos % BLOCK) % BLOCK;
+        if rem > 0 {
+            self.put(&[0u8; 512][..rem as usize], Hint::Compress)?;
+        }
+        Ok(())
+    }
+
+    fn header(&mut self, h: &tar::Header) -> io::Result<()> {
+        self.put(h.as_bytes(), Hint::Compress)
+    }
+}
+
+/// Writes a tree as a tar.gz archive and its index.
+pub struct Archiver<W: Write + Send + 'static, I: Write> {
+    out: TarOut<W>,
+    index: IndexWriter<I>,
+    root: PathBuf,
+    hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    counts: ArchiveCounts,
+    buf: Vec<u8>,
+    warn: Box<dyn FnMut(ArchiveWarning) + Send>,
+}
+
+/// A pax record `LEN KEY=VALUE\n` (LEN counts itself).
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// `SECONDS.NANOSECONDS` for pax `mtime` (negative times too).
+fn pax_time(secs: i64, nsec: i64) -> String {
+    let total = i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+    let sign = if total < 0 { "-" } else { "" };
+    let abs = total.unsigned_abs();
+    format!("{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
+}
+
+/// A GNU header block with the raw `name` (its first 100 bytes).
+fn gnu_header(
+    name: &[u8],
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    size: u64,
+) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    {
+        let old = h.as_old_mut();
+        let n = name.len().min(100);
+        old.name[..n].copy_from_slice(&name[..n]);
+    }
+    h.set_entry_type(kind);
+    h.set_mode(mode & 0o7777);
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
+    h.set_mtime(mtime.max(0) as u64);
+    h.set_size(size);
+    h
+}
+
+/// Octal field `[u8; 12]` as GNU tar writes sparse maps.
+fn octal12(field: &mut [u8; 12], v: u64) {
+    let s = format!("{v:011o}");
+    if s.len() <= 11 {
+        field[..11].copy_from_slice(s.as_bytes());
+        field[11] = 0;
+    } else {
+        // Base-256 for values too large for 11 octal digits.
+        field[0] = 0x80;
+        field[1..4].fill(0);
+        field[4..].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// The extended attributes of `path` (not following a symlink), sorted.
+fn xattrs_of(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|n| {
+            let key = n.to_str()?.to_string();
+            let v = xattr::get(path, &n).ok().flatten()?;
+            Some((key, v))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Data segments `(offset, len)` of a file with holes, or `None` when it
+/// has none (or the filesystem cannot tell).
+fn data_segments(f: &File, size: u64) -> Option<Vec<(u64, u64)>> {
+    use nix::unistd::{Whence, lseek};
+    let mut segs = Vec::new();
+    let mut off: i64 = 0;
+    let size = size as i64;
+    while off < size {
+        let data = match lseek(f, off, Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENXIO) => break, // only a hole left
+            Err(_) => return None,
+        };
+        let hole = lseek(f, data, Whence::SeekHole).ok()?.min(size);
+        if hole > data {
+            segs.push((data as u64, (hole - data) as u64));
+        }
+        off = hole;
+    }
+    let stored: u64 = segs.iter().map(|s| s.1).sum();
+    (stored < size as u64).then_some(segs)
+}
+
+impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
+    /// An archiver of the tree at `root` into `out` (gzipped with `gz`) and
+    /// its index into `index`. `warn` hears every warning as it happens.
+    pub fn new(
+        root: &Path,
+        out: W,
+        index: I,
+        gz: GzOptions,
+        warn: Box<dyn FnMut(ArchiveWarning) + Send>,
+    ) -> Archiver<W, I> {
+        Archiver {
+            out: TarOut {
+                gz: ParGzWriter::new(out, gz),
+                pos: 0,
+            },
+            index: IndexWriter::new(index),
+            root: root.to_path_buf(),
+            hardlinks: HashMap::new(),
+            counts: ArchiveCounts::default(),
+            buf: vec![0u8; PIECE],
+            warn,
+        }
+    }
+
+    fn warning(&mut self, rel: &[u8], message: String) {
+        (self.warn)(ArchiveWarning {
+            path: RawName::from_bytes(rel),
+            message,
+        });
+    }
+
+    /// Archive the whole tree, then finish: end-of-archive blocks, gzip
+    /// trailer, index. Returns the archive writer, the index writer and
+    /// what was archived.
+    pub fn archive_all(mut self) -> Result<(W, I, ArchiveStats)> {
+        let root = self.root.clone();
+        let meta = std::fs::metadata(&root)
+            .with_context(|| format!("cannot read '{}'", root.display()))?;
+        anyhow::ensure!(meta.is_dir(), "'{}' is not a directory", root.display());
+        self.entry(b".", &root, &meta)?;
+        self.walk_dir(&root, b"")?;
+        self.finish()
+    }
+
+    fn walk_dir(&mut self, dir: &Path, rel: &[u8]) -> Result<()> {
+        crate::signals::check()?;
+        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+            Err(e) => {
+                self.warning(
+                    rel,
+                    format!("cannot read directory: {e}; its contents are not in the archive"),
+                );
+                return Ok(());
+            }
+        };
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let full = dir.join(&name);
+            let mut child = rel.to_vec();
+            if !child.is_empty() {
+                child.push(b'/');
+            }
+            child.extend_from_slice(name.as_bytes());
+            let meta = match std::fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.warning(&child, "vanished while the archive was made".into());
+                    continue;
+                }
+                Err(e) => {
+                    self.warning(&child, format!("cannot read: {e}; not in the archive"));
+                    continue;
+                }
+            };
+            self.entry(&child, &full, &meta)?;
+            if meta.is_dir() {
+                self.walk_dir(&full, &child)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Archive one entry (not its children).
+    fn entry(&mut self, rel: &[u8], full: &Path, meta: &Metadata) -> Result<()> {
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            self.counts.sockets_skipped += 1;
+            self.warning(
+                rel,
+                "is a socket: skipped (sockets cannot be archived; the program recreates it)"
+                    .into(),
+            );
+            return Ok(());
+        }
+        let mut ie = IndexEntry {
+            path: RawName::from_bytes(rel),
+            kind: EntryKind::File,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: 0,
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            sha256: None,
+            target: None,
+            link: None,
+            rdev: None,
+            xattrs: Default::default(),
+            sparse: false,
+            changed: false,
+        };
+        let xattrs = xattrs_of(full);
+        for (k, v) in &xattrs {
+            ie.xattrs.insert(k.clone(), hex(v));
+        }
+        let name = archive_name(rel, ft.is_dir());
+        let mut pax = Vec::new();
+        if meta.mtime_nsec() != 0 || meta.mtime() < 0 {
+            pax_record(
+                &mut pax,
+                "mtime",
+                pax_time(meta.mtime(), meta.mtime_nsec()).as_bytes(),
+            );
+        }
+        for (k, v) in &xattrs {
+            pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
+        }
+        let (mode, uid, gid, mtime) = (ie.mode, ie.uid, ie.gid, meta.mtime());
+        if ft.is_dir() {
+            ie.kind = EntryKind::Dir;
+            self.counts.dirs += 1;
+            self.write_entry(
+                &name,
+                tar::EntryType::Directory,
+                &pax,
+                None,
+                (mode, uid, gid, mtime),
+                0,
+                None,
+            )?;
+        } else if ft.is_symlink() {
+            ie.kind = EntryKind::Symlink;
+            let target = std::fs::read_link(full)
+                .with_context(|| format!("cannot read symlink '{}'", full.display()))?;
+            let t = target.as_os_str().as_bytes().to_vec();
+            ie.target = Some(RawName::from_bytes(&t));
+            self.counts.symlinks += 1;
+            self.write_entry(
+                &name,
+                tar::EntryType::Symlink,
+                &pax,
+                Some(&t),
+                (mode, uid, gid, mtime),
+                0,
+                None,
+            )?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let (kind, ty) = if ft.is_fifo() {
+                (EntryKind::Fifo, tar::EntryType::Fifo)
+            } else if ft.is_char_device() {
+                (EntryKind::Char, tar::EntryType::Char)
+            } else {
+                (EntryKind::Block, tar::EntryType::Block)
+            };
+            ie.kind = kind;
+            let rdev = meta.rdev();
+            let dev = (
+                nix::sys::stat::major(rdev) as u32,
+                nix::sys::stat::minor(rdev) as u32,
+            );
+            if kind != EntryKind::Fifo {
+                ie.rdev = Some(dev);
+            }
+            self.counts.specials += 1;
+            self.write_entry(&name, ty, &pax, None, (mode, uid, gid, mtime), 0, Some(dev))?;
+        } else if meta.nlink() > 1 && self.hardlinks.contains_key(&(meta.dev(), meta.ino())) {
+            let first = self.hardlinks[&(meta.dev(), meta.ino())].clone();
+            ie.kind = EntryKind::Hardlink;
+            ie.link = Some(RawName::from_bytes(&first));
+            self.counts.hardlinks += 1;
+            let link_name = archive_name(&first, false);
+            self.write_entry(
+                &name,
+                tar::EntryType::Link,
+                &pax,
+                Some(&link_name),
+                (mode, uid, gid, mtime),
+                0,
+                None,
+            )?;
+        } else {
+            match self.file(rel, &name, full, meta, &pax, &mut ie) {
+                Err(e) if e.is::<SkipEntry>() => return Ok(()),
+                r => r?,
+            }
+            if meta.nlink() > 1 {
+                self.hardlinks
+                    .insert((meta.dev(), meta.ino()), rel.to_vec());
+            }
+        }
+        self.counts.entries += 1;
+        self.index.push(&ie).context("cannot write the index")?;
+        Ok(())
+    }
+
+    /// Header records (pax, long name, long link) and the header itself.
+    #[allow(clippy::too_many_arguments)]
+    fn write_entry(
+        &mut self,
+        name: &[u8],
+        ty: tar::EntryType,
+        pax: &[u8],
+        link: Option<&[u8]>,
+        (mode, uid, gid, mtime): (u32, u32, u32, i64),
+        size: u64,
+        dev: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        if !pax.is_empty() {
+            let mut pname = b"./PaxHeaders/".to_vec();
+            let base = name
+                .rsplit(|b| *b == b'/')
+                .find(|s| !s.is_empty())
+                .unwrap_or(b"x");
+            pname.extend_from_slice(&base[..base.len().min(80)]);
+            let h = gnu_header(
+                &pname,
+                tar::EntryType::XHeader,
+                0o644,
+                0,
+                0,
+                mtime,
+                pax.len() as u64,
+            );
+            self.finish_header(h)?;
+            self.out.put(pax, Hint::Compress)?;
+            self.out.pad()?;
+        }
+        if name.len() > 100 {
+            self.long_record(b'L', name)?;
+        }
+        let mut h = gnu_header(name, ty, mode, uid, gid, mtime, size);
+        if let Some(l) = link {
+            if l.len() > 100 {
+                self.long_record(b'K', l)?;
+            }
+            let n = l.len().min(100);
+            h.as_old_mut().linkname[..n].copy_from_slice(&l[..n]);
+        }
+        if let Some((maj, min)) = dev {
+            h.set_device_major(maj)?;
+            h.set_device_minor(min)?;
+        }
+        self.finish_header(h)
+    }
+
+    fn finish_header(&mut self, mut h: tar::Header) -> io::Result<()> {
+        h.set_cksum();
+        self.out.header(&h)
+    }
+
+    /// A GNU `././@LongLink` record of type `L` (name) or `K` (link).
+    fn long_record(&mut self, ty: u8, value: &[u8]) -> io::Result<()> {
+        let mut data = value.to_vec();
+        data.push(0);
+        let h = gnu_header(
+            b"././@LongLink",
+            tar::EntryType::new(ty),
+            0o644,
+            0,
+            0,
+            0,
+            data.len() as u64,
+        );
+        self.finish_header(h)?;
+        self.out.put(&data, Hint::Compress)?;
+        self.out.pad()
+    }
+
+    /// A regular file: plain or sparse, with its data.
+    fn file(
+        &mut self,
+        rel: &[u8],
+        name: &[u8],
+        full: &Path,
+        meta: &Metadata,
+        pax: &[u8],
+        ie: &mut IndexEntry,
+    ) -> Result<()> {
+        // O_NONBLOCK: if the name turned into a FIFO since lstat, do not hang.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOATIME)
+            .open(full)
+            .or_else(|_| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                    .open(full)
+            });
+        let mut f = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.warning(rel, format!("cannot open: {e}; not in the archive"));
+                return Err(anyhow::Error::new(SkipEntry));
+            }
+        };
+        let fmeta = f
+            .metadata()
+            .with_context(|| format!("cannot read '{}'", full.display()))?;
+        if !fmeta.is_file() || fmeta.ino() != meta.ino() {
+            self.warning(
+                rel,
+                "was replaced while the archive was made; not in the archive".into(),
+            );
+            return Err(anyhow::Error::new(SkipEntry));
+        }
+        let size = fmeta.len();
+        let mode = (ie.mode, ie.uid, ie.gid, fmeta.mtime());
+        let sparse = if fmeta.blocks() * 512 < size {
+            data_segments(&f, size)
+        } else {
+            None
+        };
+        let is_sparse = sparse.is_some();
+        let mut sha = Sha256::new();
+        let mut short = false;
+        match sparse {
+            None => {
+                self.write_entry(name, tar::EntryType::Regular, pax, None, mode, size, None)?;
+                let mut left = size;
+                let mut hint = Hint::Compress;
+                let mut first = true;
+                while left > 0 {
+                    let want = left.min(PIECE as u64) as usize;
+                    let got = read_full(&mut f, &mut self.buf[..want])
+                        .with_context(|| format!("cannot read '{}'", full.display()))?;
+                    if got < want {
+                        // Shrank: keep the entry consistent with zeros.
+                        self.buf[got..want].fill(0);
+                        short = true;
+                    }
+                    let piece = &self.buf[..want];
+                    sha.update(piece);
+                    // A short last piece keeps the verdict of the pieces before.
+                    if first || piece.len() >= 64 << 10 {
+                        hint = content_hint(piece, size as usize == want);
+                    }
+                    first = false;
+                    self.out.put(piece, hint)?;
+                    left -= want as u64;
+                    if short {
+                        let zeros = vec![0u8; PIECE.min(left as usize)];
+                        while left > 0 {
+                            let n = left.min(zeros.len() as u64) as usize;
+                            sha.update(&zeros[..n]);
+                            self.out.put(&zeros[..n], Hint::Compress)?;
+                            left -= n as u64;
+                        }
+                    }
+                }
+                self.out.pad()?;
+            }
+            Some(segs) => {
+                self.sparse_file(name, &mut f, full, size, &segs, pax, mode, &mut sha)?;
+                ie.sparse = true;
+                self.counts.sparse_files += 1;
+            }
+        }
+        // Did it change while we read it?
+        let mut probe = [0u8; 1];
+        let grew = !short && !is_sparse && matches!(f.read(&mut probe), Ok(1));
+        let after = f.metadata().ok();
+        let changed_meta = after.as_ref().is_some_and(|a| {
+            a.len() != size || a.mtime() != fmeta.mtime() || a.mtime_nsec() != fmeta.mtime_nsec()
+        });
+        if short || grew || changed_meta {
+            ie.changed = true;
+            let what = if short {
+                "shrank while it was read (the rest is stored as zeros)"
+            } else if grew {
+                "grew while it was read (only the first bytes are stored)"
+            } else {
+                "changed while it was read"
+            };
+            self.warning(
+                rel,
+                format!("{what}; the archive entry is consistent, the content may be mixed"),
+            );
+        }
+        ie.kind = EntryKind::File;
+        ie.size = size;
+        ie.mtime_ns = fmeta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(fmeta.mtime_nsec());
+        ie.sha256 = Some(hex(&sha.finalize()));
+        self.counts.files += 1;
+        self.counts.file_bytes += size;
+        Ok(())
+    }
+
+    /// A GNU sparse entry: map in the header (4 slots) and extension blocks
+    /// (21 each), then the data segments.
+    #[allow(clippy::too_many_arguments)]
+    fn sparse_file(
+        &mut self,
+        name: &[u8],
+        f: &mut File,
+        full: &Path,
+        size: u64,
+        segs: &[(u64, u64)],
+        pax: &[u8],
+        mode: (u32, u32, u32, i64),
+        sha: &mut Sha256,
+    ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut map: Vec<(u64, u64)> = segs.to_vec();
+        // The map must reach the end of the file (tar readers check it).
+        if map.last().map(|(o, l)| o + l).unwrap_or(0) < size {
+            map.push((size, 0));
+        }
+        let stored: u64 = segs.iter().map(|s| s.1).sum();
+        if !pax.is_empty() {
+            let mut pname = b"./PaxHeaders/".to_vec();
+            let base = name
+                .rsplit(|b| *b == b'/')
+                .find(|s| !s.is_empty())
+                .unwrap_or(b"x");
+            pname.extend_from_slice(&base[..base.len().min(80)]);
+            let h = gnu_header(
+                &pname,
+                tar::EntryType::XHeader,
+                0o644,
+                0,
+                0,
+                mode.3,
+                pax.len() as u64,
+            );
+            self.finish_header(h)?;
+            self.out.put(pax, Hint::Compress)?;
+            self.out.pad()?;
+        }
+        if name.len() > 100 {
+            self.long_record(b'L', name)?;
+        }
+        let mut h = gnu_header(
+            name,
+            tar::EntryType::GNUSparse,
+            mode.0,
+            mode.1,
+            mode.2,
+            mode.3,
+            stored,
+        );
+        {
+            let gnu = h.as_gnu_mut().context("GNU header expected")?;
+            for (slot, (o, l)) in gnu.sparse.iter_mut().zip(map.iter()) {
+                octal12(&mut slot.offset, *o);
+                octal12(&mut slot.numbytes, *l);
+            }
+            octal12(&mut gnu.realsize, size);
+            gnu.isextended[0] = u8::from(map.len() > 4);
+        }
+        self.finish_header(h)?;
+        let rest: Vec<(u64, u64)> = map.iter().skip(4).copied().collect();
+        for (i, group) in rest.chunks(21).enumerate() {
+            let mut ext = [0u8; 512];
+            for (j, (o, l)) in group.iter().enumerate() {
+                let mut off = [0u8; 12];
+                let mut len = [0u8; 12];
+                octal12(&mut off, *o);
+                octal12(&mut len, *l);
+                ext[j * 24..j * 24 + 12].copy_from_slice(&off);
+                ext[j * 24 + 12..j * 24 + 24].copy_from_slice(&len);
+            }
+            ext[504] = u8::from((i + 1) * 21 < rest.len());
+            self.out.put(&ext, Hint::Compress)?;
+        }
+        // Data of each segment; holes hashed as zeros for the logical sha256.
+        let zeros = vec![0u8; PIECE];
+        let mut at = 0u64;
+        for &(off, len) in segs {
+            let mut hole = off - at;
+            while hole > 0 {
+                let n = hole.min(PIECE as u64) as usize;
+                sha.update(&zeros[..n]);
+                hole -= n as u64;
+            }
+            let mut done = 0u64;
+            while done < len {
+                let want = (len - done).min(PIECE as u64) as usize;
+                let got = f
+                    .read_at(&mut self.buf[..want], off + done)
+                    .with_context(|| format!("cannot read '{}'", full.display()))?;
+                if got < want {
+                    self.buf[got..want].fill(0);
+                }
+                let piece = &self.buf[..want];
+                sha.update(piece);
+                self.out.put(piece, content_hint(piece, false))?;
+                done += want as u64;
+            }
+            at = off + len;
+        }
+        let mut tail = size - at;
+        while tail > 0 {
+            let n = tail.min(PIECE as u64) as usize;
+            sha.update(&zeros[..n]);
+            tail -= n as u64;
+        }
+        self.out.pad()?;
+        Ok(())
+    }
+
+    /// End-of-archive blocks, gzip trailer, index.
+    fn finish(mut self) -> Result<(W, I, ArchiveStats)> {
+        self.out.put(&[0u8; 1024], Hint::Compress)?;
+        let tar_bytes = self.out.pos;
+        let (w, gz) = self.out.gz.finish()?;
+        let index = self.index.finish().context("cannot write the index")?;
+        Ok((
+            w,
+            index,
+            ArchiveStats {
+                counts: self.counts,
+                gz,
+                tar_bytes,
+            },
+        ))
+    }
+}
+
+/// Not an error: an entry that could not be read and was left out (a
+/// warning says so).
+#[derive(Debug)]
+struct SkipEntry;
+
+impl std::fmt::Display for SkipEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("entry skipped")
+    }
+}
+
+impl std::error::Error for SkipEntry {}
+
+/// `./` + name, `/` after directories; the root is `./`.
+fn archive_name(rel: &[u8], dir: bool) -> Vec<u8> {
+    if rel == b"." {
+        return b"./".to_vec();
+    }
+    let mut n = b"./".to_vec();
+    n.extend_from_slice(rel);
+    if dir {
+        n.push(b'/');
+    }
+    n
+}
+
+/// Read until `buf` is full or EOF; returns the bytes read.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// What a good archive holds.
+#[derive(Debug, Clone)]
+pub struct ArchiveCheck {
+    /// Entries in the archive.
+    pub entries: u64,
+    /// Bytes of file contents.
+    pub file_bytes: u64,
+    /// What decompression found.
+    pub gz: crate::gzip::Inflated,
+    /// Whether an index was compared.
+    pub indexed: bool,
+}
+
+/// The normalised relative name of an archive member: `./a/b/` -> `a/b`,
+/// `./` -> `.`.
+pub fn member_name(raw: &[u8]) -> Vec<u8> {
+    let mut n = raw;
+    while let Some(rest) = n.strip_prefix(b"./") {
+        n = rest;
+    }
+    while let Some(rest) = n.strip_suffix(b"/") {
+        n = rest;
+    }
+    if n.is_empty() || n == b"." {
+        b".".to_vec()
+    } else {
+        n.to_vec()
+    }
+}
+
+/// Parse pax `mtime` (`SECONDS[.FRACTION]`) into nanoseconds.
+pub fn parse_pax_time(s: &str) -> Option<i64> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let ns = secs
+        .checked_mul(1_000_000_000)?
+        .checked_add(digits.parse::<i64>().ok()?)?;
+    Some(if neg { -ns } else { ns })
+}
+
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Check a volume archive completely: it decompresses (CRC-32, length,
+/// nothing after it), the tar stream is well formed and ends with its
+/// end-of-archive blocks, every entry's data reads, and, with an index,
+/// every entry matches it (name, type, mode, owner, mtime, link target,
+/// device, extended attributes, size and sha256 of the contents) with
+/// nothing missing or extra. The error is the verdict and the reason.
+pub fn verify_archive(
+    path: &Path,
+    chunks: Option<Vec<crate::gzip::Chunk>>,
+    index: Option<&Path>,
+) -> std::result::Result<ArchiveCheck, (crate::verify::Verdict, String)> {
+    use crate::verify::Verdict;
+    let damaged = |s: String| (Verdict::Damaged, s);
+    let gz_problem = |p: crate::gzip::GzProblem| match p {
+        crate::gzip::GzProblem::Unreadable(e) => {
+            (Verdict::Unreadable, format!("cannot read the file: {e}"))
+        }
+        other => (Verdict::Damaged, other.to_string()),
+    };
+    let mut idx = match index {
+        Some(p) => Some(crate::index::IndexReader::open(p).map_err(|e| damaged(format!("{e:#}")))?),
+        None => None,
+    };
+    let reader = crate::gzip::InflateReader::open(path, chunks, crate::gzip::default_threads());
+    let mut counting = Counting {
+        inner: reader,
+        n: 0,
+    };
+    // Parse; on any tar-level problem, the gzip verdict (truncation,
+    // corruption) is the real reason when there is one.
+    let parsed = parse_members(&mut counting, idx.as_mut());
+    let mut rest_nonzero = 0u64;
+    if parsed.is_ok() {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match counting.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => rest_nonzero += buf[..n].iter().filter(|b| **b != 0).count() as u64,
+                Err(_) => break,
+            }
+        }
+    }
+    let tar_bytes = counting.n;
+    let gz = counting.inner.finish().map_err(gz_problem)?;
+    let (entries, file_bytes) = parsed.map_err(damaged)?;
+    if rest_nonzero > 0 {
+        return Err(damaged(format!(
+            "{rest_nonzero} bytes of data after the end of the tar archive"
+        )));
+    }
+    if tar_bytes < 1024 || tar_bytes % 512 != 0 {
+        return Err(damaged(
+            "the tar stream does not end with its end-of-archive blocks".into(),
+        ));
+    }
+    if let Some(mut idx) = idx
+        && let Some(extra) = idx.next()
+    {
+        let what = extra
+            .map(|e| e.path.display())
+            .unwrap_or_else(|e| format!("{e:#}"));
+        return Err(damaged(format!(
+            "the index lists '{what}', which is not in the archive"
+        )));
+    }
+    Ok(ArchiveCheck {
+        entries,
+        file_bytes,
+        gz,
+        indexed: index.is_some(),
+    })
+}
+
+/// Read every member; compare with the index when given. Returns
+/// (entries, file bytes) or the reason for damage.
+fn parse_members(
+    r: &mut dyn Read,
+    mut idx: Option<&mut crate::index::IndexReader>,
+) -> std::result::Result<(u64, u64), String> {
+    let mut ar = tar::Archive::new(r);
+    let members = ar
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    let mut entries = 0u64;
+    let mut file_bytes = 0u64;
+    let mut last = String::from("(the start)");
+    let mut buf = vec![0u8; 256 << 10];
+    for m in members {
+        if crate::signals::received().is_some() {
+            return Err("interrupted".into());
+        }
+        let mut m = m.map_err(|e| format!("the tar stream is damaged after '{last}': {e}"))?;
+        let name = member_name(&m.path_bytes());
+        let shown = crate::record::display_bytes(&name);
+        let ty = m.header().entry_type();
+        let kind = match ty {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                EntryKind::File
+            }
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => EntryKind::Hardlink,
+            tar::EntryType::Fifo => EntryKind::Fifo,
+            tar::EntryType::Char => EntryKind::Char,
+            tar::EntryType::Block => EntryKind::Block,
+            other => {
+                return Err(format!(
+                    "'{shown}' has an unexpected entry type {:?}",
+                    other.as_byte() as char
+                ));
+            }
+        };
+        let mut pax_mtime = None;
+        let mut xattrs = std::collections::BTreeMap::new();
+        if let Ok(Some(exts)) = m.pax_extensions() {
+            for ext in exts.flatten() {
+                let Ok(key) = ext.key() else { continue };
+                if key == "mtime" {
+                    pax_mtime = ext.value().ok().and_then(parse_pax_time);
+                } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    xattrs.insert(x.to_string(), hex(ext.value_bytes()));
+                }
+            }
+        }
+        let h = m.header();
+        let mode = h.mode().map_err(|e| format!("'{shown}': bad mode: {e}"))? & 0o7777;
+        let uid = h.uid().map_err(|e| format!("'{shown}': bad uid: {e}"))? as u32;
+        let gid = h.gid().map_err(|e| format!("'{shown}': bad gid: {e}"))? as u32;
+        let mtime_ns = pax_mtime.unwrap_or_else(|| h.mtime().unwrap_or(0) as i64 * 1_000_000_000);
+        let rdev = match kind {
+            EntryKind::Char | EntryKind::Block => Some((
+                h.device_major().ok().flatten().unwrap_or(0),
+                h.device_minor().ok().flatten().unwrap_or(0),
+            )),
+            _ => None,
+        };
+        let link = m.link_name_bytes().map(|l| l.to_vec());
+        let size = m.size();
+        let mut sha = None;
+        if kind == EntryKind::File {
+            let mut hasher = Sha256::new();
+            let mut got = 0u64;
+            loop {
+                let n = m
+                    .read(&mut buf)
+                    .map_err(|e| format!("cannot read the data of '{shown}': {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                got += n as u64;
+            }
+            if got != size {
+                return Err(format!(
+                    "'{shown}' holds {got} bytes, its header says {size}"
+                ));
+            }
+            file_bytes += size;
+            sha = Some(hex(&hasher.finalize()));
+        }
+        entries += 1;
+        if let Some(idx) = idx.as_deref_mut() {
+            let want = match idx.next() {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => return Err(format!("{e:#}")),
+                None => return Err(format!("'{shown}' is in the archive but not in the index")),
+            };
+            let mut diffs = Vec::new();
+            if want.path.to_bytes() != name {
+                return Err(format!(
+                    "the archive has '{shown}' where the index has '{}'",
+                    want.path.display()
+                ));
+            }
+            if want.kind != kind {
+                diffs.push(format!(
+                    "type {} (index: {})",
+                    kind.as_str(),
+                    want.kind.as_str()
+                ));
+            }
+            if want.mode != mode || want.uid != uid || want.gid != gid {
+                diffs.push(format!(
+                    "mode/owner {mode:o} {uid}:{gid} (index: {:o} {}:{})",
+                    want.mode, want.uid, want.gid
+                ));
+            }
+            if want.mtime_ns != mtime_ns {
+                diffs.push(format!("mtime {mtime_ns} (index: {})", want.mtime_ns));
+            }
+            if kind == EntryKind::File && (want.size != size || want.sha256 != sha) {
+                diffs.push("contents differ from the index (size or sha256)".into());
+            }
+            let want_link = match kind {
+                EntryKind::Symlink => want.target.as_ref().map(|t| t.to_bytes()),
+                EntryKind::Hardlink => want
+                    .link
+                    .as_ref()
+                    .map(|l| archive_name(&l.to_bytes(), false)),
+                _ => None,
+            };
+            if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)
+                && link.as_ref().map(|l| l.to_vec()) != want_link
+            {
+                diffs.push("link target differs from the index".into());
+            }
+            if want.rdev != rdev {
+                diffs.push("device numbers differ from the index".into());
+            }
+            if want.xattrs != xattrs {
+                diffs.push("extended attributes differ from the index".into());
+            }
+            if !diffs.is_empty() {
+                return Err(format!(
+                    "'{shown}' does not match the index: {}",
+                    diffs.join("; ")
+                ));
+            }
+        }
+        last = shown;
+    }
+    Ok((entries, file_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn archive(root: &Path, dir: &Path) -> (PathBuf, PathBuf, ArchiveStats, Vec<ArchiveWarning>) {
+        let a = dir.join("a.tar.gz");
+        let i = dir.join("a.index.jsonl.gz");
+        let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w2 = warnings.clone();
+        let arch = Archiver::new(
+            root,
+            File::create(&a).unwrap(),
+            File::create(&i).unwrap(),
+            GzOptions {
+                level: 5,
+                threads: 2,
+                adaptive: false,
+            },
+            Box::new(move |w| w2.lock().unwrap().push(w)),
+        );
+        let (_, _, stats) = arch.archive_all().unwrap();
+        let w = warnings.lock().unwrap().clone();
+        (a, i, stats, w)
+    }
+
+    fn tree(root: &Path) {
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("a.txt"), "hello\n".repeat(1000)).unwrap();
+        std::fs::write(root.join("sub/empty"), b"").unwrap();
+        let mut jpeg = b"\xff\xd8\xff\xe0".to_vec();
+        let mut x = 1u32;
+        while jpeg.len() < 300_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            jpeg.push((x >> 16) as u8);
+        }
+        std::fs::write(root.join("sub/photo.jpg"), &jpeg).unwrap();
+        std::os::unix::fs::symlink("../a.txt", root.join("sub/link")).unwrap();
+        std::fs::hard_link(root.join("a.txt"), root.join("sub/deeper/hard")).unwrap();
+        let long = "n".repeat(150);
+        std::fs::write(root.join(&long), b"long name").unwrap();
+        std::fs::write(
+            root.join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+            b"latin1",
+        )
+        .unwrap();
+        std::fs::set_permissions(root.join("a.txt"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        nix::unistd::mkfifo(
+            &root.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o640),
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        let f = File::create(root.join("sparse")).unwrap();
+        f.set_len(50 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_at(b"middle", 20 << 20).unwrap();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
+
+    #[test]
+    fn an_archive_verifies_against_its_index_and_gnu_tar_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("vol");
+        tree(&root);
+        let (a, i, stats, warnings) = archive(&root, d.path());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("socket"));
+        assert_eq!(stats.counts.hardlinks, 1);
+        assert_eq!(stats.counts.sparse_files, 1);
+        assert!(
+            stats.gz.stored_chunks >= 1,
+            "the JPEG was stored: {:?}",
+            stats.gz.chunks
+        );
+        let check = verify_archive(&a, Some(stats.gz.chunks.clone()), Some(&i)).unwrap();
+        assert_eq!(check.entries, stats.counts.entries);
+        // GNU tar lists and extracts it.
+        let out = std::process::Command::new("tar")
+            .arg("-tzf")
+            .arg(&a)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(listing.starts_with("./\n"), "{listing}");
+        assert!(listing.contains(&format!("./{}", "n".repeat(150))));
+        let x = d.path().join("x");
+        std::fs::create_dir(&x).unwrap();
+        let st = std::process::Command::new("tar")
+            .args(["-xzpf"])
+            .arg(&a)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(
+            std::fs::read(x.join("sub/photo.jpg")).unwrap(),
+            std::fs::read(root.join("sub/photo.jpg")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read(x.join("sparse")).unwrap(),
+            std::fs::read(root.join("sparse")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read_link(x.join("sub/link")).unwrap(),
+            Path::new("../a.txt")
+        );
+        assert_eq!(
+            std::fs::metadata(x.join("a.txt")).unwrap().ino(),
+            std::fs::metadata(x.join("sub/deeper/hard")).unwrap().ino()
+        );
+        assert_eq!(
+            std::fs::metadata(x.join("a.txt")).unwrap().mode() & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            std::fs::metadata(&x).unwrap().mode() & 0o7777,
+            0o750,
+            "the root's own mode"
+        );
+        assert!(
+            std::fs::metadata(x.join("sparse")).unwrap().blocks() < 1000,
+            "holes stay holes"
+        );
+        assert_eq!(
+            std::fs::metadata(x.join("a.txt")).unwrap().mtime_nsec(),
+            std::fs::metadata(root.join("a.txt")).unwrap().mtime_nsec()
+        );
+    }
+
+    #[test]
+    fn damage_and_index_mismatch_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("vol");
+        tree(&root);
+        let (a, i, stats, _) = archive(&root, d.path());
+        let bytes = std::fs::read(&a).unwrap();
+        std::fs::write(&a, &bytes[..bytes.len() - 100]).unwrap();
+        let err = verify_archive(&a, Some(stats.gz.chunks.clone()), Some(&i)).unwrap_err();
+        assert!(err.1.contains("truncated"), "{err:?}");
+        std::fs::write(&a, &bytes).unwrap();
+        // An index from another tree does not match.
+        std::fs::write(root.join("a.txt"), b"changed").unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let (_, i2, _, _) = archive(&root, d2.path());
+        let err = verify_archive(&a, None, Some(&i2)).unwrap_err();
+        assert!(err.1.contains("does not match the index"), "{err:?}");
+    }
+
+    #[test]
+    fn pax_times_round_trip() {
+        for (s, ns) in [
+            (0i64, 0i64),
+            (1_700_000_000, 123_456_789),
+            (-2, 500_000_000),
+        ] {
+            let t = pax_time(s, ns);
+            assert_eq!(parse_pax_time(&t), Some(s * 1_000_000_000 + ns), "{t}");
+        }
+        assert_eq!(parse_pax_time("12.5"), Some(12_500_000_000));
+        assert_eq!(parse_pax_time("x"), None);
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        let mut v = Vec::new();
+        pax_record(&mut v, "mtime", b"1.5");
+        assert_eq!(v, b"13 mtime=1.5\n");
+        let mut v = Vec::new();
+        pax_record(&mut v, "k", &[b'x'; 95]);
+        assert_eq!(v.len(), 102);
+        assert!(v.starts_with(b"102 k="));
+    }
+}
