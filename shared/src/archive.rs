@@ -600,7 +600,9 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             return Err(anyhow::Error::new(SkipEntry));
         }
         let size = fmeta.len();
-        let mode = (ie.mode, ie.uid, ie.gid, fmeta.mtime());
+        // The header's mtime is the one seen by lstat (the pax record
+        // already written from it); a change after that shows up below.
+        let mode = (ie.mode, ie.uid, ie.gid, meta.mtime());
         let sparse = if fmeta.blocks() * 512 < size {
             data_segments(&f, size)
         } else {
@@ -656,7 +658,10 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let grew = !short && !is_sparse && matches!(f.read(&mut probe), Ok(1));
         let after = f.metadata().ok();
         let changed_meta = after.as_ref().is_some_and(|a| {
-            a.len() != size || a.mtime() != fmeta.mtime() || a.mtime_nsec() != fmeta.mtime_nsec()
+            a.len() != size
+                || a.len() != meta.len()
+                || a.mtime() != meta.mtime()
+                || a.mtime_nsec() != meta.mtime_nsec()
         });
         if short || grew || changed_meta {
             ie.changed = true;
@@ -674,10 +679,6 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         }
         ie.kind = EntryKind::File;
         ie.size = size;
-        ie.mtime_ns = fmeta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(fmeta.mtime_nsec());
         ie.sha256 = Some(hex(&sha.finalize()));
         self.counts.files += 1;
         self.counts.file_bytes += size;
@@ -992,6 +993,195 @@ pub fn verify_archive(
     })
 }
 
+/// One archive member's metadata, as a restore or a check needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The name as stored (`./a/b/`), raw bytes.
+    pub raw_name: Vec<u8>,
+    /// The normalised relative name (`a/b`, `.` for the root).
+    pub name: Vec<u8>,
+    /// What it is.
+    pub kind: EntryKind,
+    /// The 12 mode bits.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time in nanoseconds (pax `mtime`, else the header's seconds).
+    pub mtime_ns: i64,
+    /// Extended attributes (`SCHILY.xattr.*`), raw values.
+    pub xattrs: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Symlink target or hard-link source, raw.
+    pub link: Option<Vec<u8>>,
+    /// Device numbers (char and block devices).
+    pub rdev: Option<(u32, u32)>,
+    /// Bytes of content (files).
+    pub size: u64,
+    /// Stored as a GNU sparse file.
+    pub sparse: bool,
+}
+
+impl Member {
+    /// Shown in messages: UTF-8 as is, other bytes as `\xNN`.
+    pub fn shown(&self) -> String {
+        crate::record::display_bytes(&self.name)
+    }
+
+    /// The member's extended attributes as the index writes them (hex).
+    pub fn xattrs_hex(&self) -> std::collections::BTreeMap<String, String> {
+        self.xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), hex(v)))
+            .collect()
+    }
+}
+
+/// What kind of tar member this is, when it is one a volume archive holds.
+/// `Err` carries the type byte of any other (pax globals, volume labels,
+/// multi-volume continuations…).
+pub fn member_kind(ty: tar::EntryType) -> std::result::Result<EntryKind, u8> {
+    Ok(match ty {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            EntryKind::File
+        }
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => EntryKind::Hardlink,
+        tar::EntryType::Fifo => EntryKind::Fifo,
+        tar::EntryType::Char => EntryKind::Char,
+        tar::EntryType::Block => EntryKind::Block,
+        other => return Err(other.as_byte()),
+    })
+}
+
+/// Read a member's metadata (not its data). The error is the reason in
+/// plain words.
+pub fn read_member<R: Read>(m: &mut tar::Entry<'_, R>) -> std::result::Result<Member, String> {
+    let raw_name = m.path_bytes().into_owned();
+    let name = member_name(&raw_name);
+    let shown = crate::record::display_bytes(&name);
+    let ty = m.header().entry_type();
+    let kind = member_kind(ty).map_err(|b| {
+        format!(
+            "'{shown}' has an unexpected entry type '{}'",
+            (b as char).escape_default()
+        )
+    })?;
+    let mut pax_mtime = None;
+    let mut xattrs = std::collections::BTreeMap::new();
+    if let Ok(Some(exts)) = m.pax_extensions() {
+        for ext in exts.flatten() {
+            let Ok(key) = ext.key() else { continue };
+            if key == "mtime" {
+                pax_mtime = ext.value().ok().and_then(parse_pax_time);
+            } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                xattrs.insert(x.to_string(), ext.value_bytes().to_vec());
+            }
+        }
+    }
+    let h = m.header();
+    let mode = h.mode().map_err(|e| format!("'{shown}': bad mode: {e}"))? & 0o7777;
+    let uid = u32::try_from(h.uid().map_err(|e| format!("'{shown}': bad uid: {e}"))?)
+        .map_err(|_| format!("'{shown}': uid out of range"))?;
+    let gid = u32::try_from(h.gid().map_err(|e| format!("'{shown}': bad gid: {e}"))?)
+        .map_err(|_| format!("'{shown}': gid out of range"))?;
+    let mtime_ns =
+        pax_mtime.unwrap_or_else(|| (h.mtime().unwrap_or(0) as i64).saturating_mul(1_000_000_000));
+    let rdev = match kind {
+        EntryKind::Char | EntryKind::Block => Some((
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        )),
+        _ => None,
+    };
+    let sparse = ty == tar::EntryType::GNUSparse;
+    let link = m.link_name_bytes().map(|l| l.into_owned());
+    Ok(Member {
+        raw_name,
+        name,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime_ns,
+        xattrs,
+        link,
+        rdev,
+        size: m.size(),
+        sparse,
+    })
+}
+
+/// How `m` (with content hash `sha`, for files) differs from its index
+/// entry `want`; empty when it matches.
+pub fn index_diffs(m: &Member, sha: Option<&String>, want: &IndexEntry) -> Vec<String> {
+    let kind = m.kind;
+    let mut diffs = Vec::new();
+    if want.kind != kind {
+        diffs.push(format!(
+            "type {} (index: {})",
+            kind.as_str(),
+            want.kind.as_str()
+        ));
+    }
+    if want.mode != m.mode || want.uid != m.uid || want.gid != m.gid {
+        diffs.push(format!(
+            "mode/owner {:o} {}:{} (index: {:o} {}:{})",
+            m.mode, m.uid, m.gid, want.mode, want.uid, want.gid
+        ));
+    }
+    if want.mtime_ns != m.mtime_ns {
+        diffs.push(format!("mtime {} (index: {})", m.mtime_ns, want.mtime_ns));
+    }
+    if kind == EntryKind::File && (want.size != m.size || want.sha256.as_ref() != sha) {
+        diffs.push("contents differ from the index (size or sha256)".into());
+    }
+    let want_link = match kind {
+        EntryKind::Symlink => want.target.as_ref().map(|t| t.to_bytes()),
+        EntryKind::Hardlink => want
+            .link
+            .as_ref()
+            .map(|l| archive_name(&l.to_bytes(), false)),
+        _ => None,
+    };
+    if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink) && m.link != want_link {
+        diffs.push("link target differs from the index".into());
+    }
+    if want.rdev != m.rdev {
+        diffs.push("device numbers differ from the index".into());
+    }
+    if want.xattrs != m.xattrs_hex() {
+        diffs.push("extended attributes differ from the index".into());
+    }
+    diffs
+}
+
+/// The next index entry, which must be `m`'s; the error says how not.
+pub fn next_index_entry(
+    idx: &mut crate::index::IndexReader,
+    m: &Member,
+) -> std::result::Result<IndexEntry, String> {
+    let want = match idx.next() {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(format!("{e:#}")),
+        None => {
+            return Err(format!(
+                "'{}' is in the archive but not in the index",
+                m.shown()
+            ));
+        }
+    };
+    if want.path.to_bytes() != m.name {
+        return Err(format!(
+            "the archive has '{}' where the index has '{}'",
+            m.shown(),
+            want.path.display()
+        ));
+    }
+    Ok(want)
+}
+
 /// Read every member; compare with the index when given. Returns
 /// (entries, file bytes) or the reason for damage.
 fn parse_members(
@@ -1011,54 +1201,10 @@ fn parse_members(
             return Err("interrupted".into());
         }
         let mut m = m.map_err(|e| format!("the tar stream is damaged after '{last}': {e}"))?;
-        let name = member_name(&m.path_bytes());
-        let shown = crate::record::display_bytes(&name);
-        let ty = m.header().entry_type();
-        let kind = match ty {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                EntryKind::File
-            }
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            tar::EntryType::Link => EntryKind::Hardlink,
-            tar::EntryType::Fifo => EntryKind::Fifo,
-            tar::EntryType::Char => EntryKind::Char,
-            tar::EntryType::Block => EntryKind::Block,
-            other => {
-                return Err(format!(
-                    "'{shown}' has an unexpected entry type {:?}",
-                    other.as_byte() as char
-                ));
-            }
-        };
-        let mut pax_mtime = None;
-        let mut xattrs = std::collections::BTreeMap::new();
-        if let Ok(Some(exts)) = m.pax_extensions() {
-            for ext in exts.flatten() {
-                let Ok(key) = ext.key() else { continue };
-                if key == "mtime" {
-                    pax_mtime = ext.value().ok().and_then(parse_pax_time);
-                } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
-                    xattrs.insert(x.to_string(), hex(ext.value_bytes()));
-                }
-            }
-        }
-        let h = m.header();
-        let mode = h.mode().map_err(|e| format!("'{shown}': bad mode: {e}"))? & 0o7777;
-        let uid = h.uid().map_err(|e| format!("'{shown}': bad uid: {e}"))? as u32;
-        let gid = h.gid().map_err(|e| format!("'{shown}': bad gid: {e}"))? as u32;
-        let mtime_ns = pax_mtime.unwrap_or_else(|| h.mtime().unwrap_or(0) as i64 * 1_000_000_000);
-        let rdev = match kind {
-            EntryKind::Char | EntryKind::Block => Some((
-                h.device_major().ok().flatten().unwrap_or(0),
-                h.device_minor().ok().flatten().unwrap_or(0),
-            )),
-            _ => None,
-        };
-        let link = m.link_name_bytes().map(|l| l.to_vec());
-        let size = m.size();
+        let meta = read_member(&mut m)?;
+        let shown = meta.shown();
         let mut sha = None;
-        if kind == EntryKind::File {
+        if meta.kind == EntryKind::File {
             let mut hasher = Sha256::new();
             let mut got = 0u64;
             loop {
@@ -1071,66 +1217,19 @@ fn parse_members(
                 hasher.update(&buf[..n]);
                 got += n as u64;
             }
-            if got != size {
+            if got != meta.size {
                 return Err(format!(
-                    "'{shown}' holds {got} bytes, its header says {size}"
+                    "'{shown}' holds {got} bytes, its header says {}",
+                    meta.size
                 ));
             }
-            file_bytes += size;
+            file_bytes += meta.size;
             sha = Some(hex(&hasher.finalize()));
         }
         entries += 1;
         if let Some(idx) = idx.as_deref_mut() {
-            let want = match idx.next() {
-                Some(Ok(e)) => e,
-                Some(Err(e)) => return Err(format!("{e:#}")),
-                None => return Err(format!("'{shown}' is in the archive but not in the index")),
-            };
-            let mut diffs = Vec::new();
-            if want.path.to_bytes() != name {
-                return Err(format!(
-                    "the archive has '{shown}' where the index has '{}'",
-                    want.path.display()
-                ));
-            }
-            if want.kind != kind {
-                diffs.push(format!(
-                    "type {} (index: {})",
-                    kind.as_str(),
-                    want.kind.as_str()
-                ));
-            }
-            if want.mode != mode || want.uid != uid || want.gid != gid {
-                diffs.push(format!(
-                    "mode/owner {mode:o} {uid}:{gid} (index: {:o} {}:{})",
-                    want.mode, want.uid, want.gid
-                ));
-            }
-            if want.mtime_ns != mtime_ns {
-                diffs.push(format!("mtime {mtime_ns} (index: {})", want.mtime_ns));
-            }
-            if kind == EntryKind::File && (want.size != size || want.sha256 != sha) {
-                diffs.push("contents differ from the index (size or sha256)".into());
-            }
-            let want_link = match kind {
-                EntryKind::Symlink => want.target.as_ref().map(|t| t.to_bytes()),
-                EntryKind::Hardlink => want
-                    .link
-                    .as_ref()
-                    .map(|l| archive_name(&l.to_bytes(), false)),
-                _ => None,
-            };
-            if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)
-                && link.as_ref().map(|l| l.to_vec()) != want_link
-            {
-                diffs.push("link target differs from the index".into());
-            }
-            if want.rdev != rdev {
-                diffs.push("device numbers differ from the index".into());
-            }
-            if want.xattrs != xattrs {
-                diffs.push("extended attributes differ from the index".into());
-            }
+            let want = next_index_entry(idx, &meta)?;
+            let diffs = index_diffs(&meta, sha.as_ref(), &want);
             if !diffs.is_empty() {
                 return Err(format!(
                     "'{shown}' does not match the index: {}",

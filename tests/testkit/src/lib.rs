@@ -330,6 +330,37 @@ impl Pg {
         self.psql_file(db, &fixture("toybox.sql"));
     }
 
+    /// The cluster's data directory (PGDATA).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Stop the server cleanly (a shutdown checkpoint: a cold, consistent
+    /// data directory).
+    pub fn stop_clean(&self) {
+        let data = self.data_dir();
+        let st = if is_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w", "stop"])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+        } else {
+            Command::new(self.bindir.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "fast", "-w", "stop"])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+        };
+        assert!(st.success(), "pg_ctl stop failed");
+    }
+
     /// Stop the server (fast, like a crash).
     pub fn stop(&self) {
         let st = Command::new(workspace().join("tests/pg-throwaway"))
@@ -533,4 +564,114 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// Fill `root` with every kind of entry a volume can hold: text and binary
+/// files, an empty file, a JPEG-like file, a 20 MiB sparse file, symlinks
+/// (relative, absolute, dangling), three names of one file, empty and
+/// read-only directories, setuid/setgid/sticky modes, a FIFO, a socket
+/// (kept alive by the returned listener), names that are not UTF-8, a
+/// 200-byte name, a deep path, nanosecond mtimes, a `user.` xattr, and, as
+/// root, foreign owners and a character device.
+pub fn tree_with_every_kind(root: &Path) -> std::os::unix::net::UnixListener {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileExt, PermissionsExt, symlink};
+    let p = |rel: &[u8]| root.join(std::ffi::OsStr::from_bytes(rel));
+    std::fs::create_dir_all(p(b"img/thumbs")).unwrap();
+    std::fs::create_dir_all(p(b"empty/dir")).unwrap();
+    let deep = p(&b"deep/".repeat(30));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom.txt"), b"deep").unwrap();
+    std::fs::write(p(b"readme.txt"), "hello, world\n".repeat(500)).unwrap();
+    std::fs::write(p(b"empty.txt"), b"").unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut jpeg = b"\xff\xd8\xff\xe0".to_vec();
+    while jpeg.len() < 200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        jpeg.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(p(b"img/photo.jpg"), &jpeg).unwrap();
+    std::fs::write(p(b"img/thumbs/t1.png"), &jpeg[..5000]).unwrap();
+    let sparse = std::fs::File::create(p(b"sparse.img")).unwrap();
+    sparse.set_len(20 << 20).unwrap();
+    sparse.write_at(b"data in the middle", 10 << 20).unwrap();
+    symlink("readme.txt", p(b"link-rel")).unwrap();
+    symlink("/etc/hostname", p(b"link-abs")).unwrap();
+    symlink("nowhere/at/all", p(b"link-dangling")).unwrap();
+    std::fs::hard_link(p(b"readme.txt"), p(b"img/hard1")).unwrap();
+    std::fs::hard_link(p(b"readme.txt"), p(b"empty/hard2")).unwrap();
+    std::fs::write(p(b"caf\xe9-latin1.txt"), b"not utf-8 name").unwrap();
+    std::fs::write(p(b"\xff\xfe\x01weird"), b"bytes").unwrap();
+    std::fs::write(p(&[b'n'; 200]), b"a long name").unwrap();
+    std::fs::write(p("日本語のファイル.txt".as_bytes()), "こんにちは").unwrap();
+    std::fs::write(p(b"setuid"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(p(b"setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::create_dir(p(b"sticky")).unwrap();
+    std::fs::set_permissions(p(b"sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::create_dir(p(b"sgid")).unwrap();
+    std::fs::set_permissions(p(b"sgid"), std::fs::Permissions::from_mode(0o2750)).unwrap();
+    std::fs::create_dir(p(b"readonly")).unwrap();
+    std::fs::write(p(b"readonly/inside"), b"x").unwrap();
+    std::fs::set_permissions(p(b"readonly"), std::fs::Permissions::from_mode(0o500)).unwrap();
+    nix::unistd::mkfifo(&p(b"fifo"), nix::sys::stat::Mode::from_bits_truncate(0o620)).unwrap();
+    let sock = std::os::unix::net::UnixListener::bind(p(b"app.sock")).unwrap();
+    let _ = xattr::set(p(b"readme.txt"), "user.origin", b"upload \x00\xff");
+    if is_root() {
+        nix::unistd::chown(
+            &p(b"img/photo.jpg"),
+            Some(nix::unistd::Uid::from_raw(12345)),
+            Some(nix::unistd::Gid::from_raw(54321)),
+        )
+        .unwrap();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &p(b"link-rel"),
+            Some(nix::unistd::Uid::from_raw(4242)),
+            Some(nix::unistd::Gid::from_raw(4343)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &p(b"null-dev"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    // Nanosecond mtimes everywhere, set deepest first so directory times stick.
+    let out = Command::new("find")
+        .arg(root)
+        .args([
+            "-depth",
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2026-01-19 03:30:00.123456789",
+            "{}",
+            "+",
+        ])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    sock
+}
+
+/// `len` incompressible bytes (xorshift64, seeded): stands for JPEG/MP4
+/// data, which no compressor shrinks.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
