@@ -153,6 +153,23 @@ impl Docker {
         Ok(s == "true")
     }
 
+    /// Running containers that mount volume `name`.
+    pub fn running_users_of(&self, name: &str) -> Result<Vec<String>> {
+        let filter = format!("volume={name}");
+        let out = self.run(&["ps", "--filter", &filter, "--format", "{{.Names}}"])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
+    /// `docker volume rm NAME`.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        self.run(&["volume", "rm", name]).map(|_| ())
+    }
+
     /// `docker stop NAME`.
     pub fn stop(&self, name: &str) -> Result<()> {
         self.run(&["stop", name]).map(|_| ())

@@ -51,6 +51,15 @@ pub enum Cause {
     LiveDatabase,
     /// The Docker engine failed or is unreachable.
     Docker,
+    /// A backup is damaged (gzip CRC, truncation, a tar error, contents
+    /// that differ from the index or the manifest).
+    Damaged,
+    /// The restore target holds files (and `--force` was not given).
+    NotEmpty,
+    /// The archive holds entries that would reach outside the target.
+    UnsafeArchive,
+    /// A running container uses the volume to restore into.
+    InUse,
     /// Anything else.
     Other,
 }
@@ -78,6 +87,10 @@ impl Cause {
             Cause::LockTimeout => "lock_timeout",
             Cause::LiveDatabase => "live_database",
             Cause::Docker => "docker",
+            Cause::Damaged => "damaged",
+            Cause::NotEmpty => "not_empty",
+            Cause::UnsafeArchive => "unsafe_archive",
+            Cause::InUse => "in_use",
             Cause::Other => "other",
         }
     }

@@ -38,7 +38,8 @@ pub fn untrack_container(name: &str) {
 /// How long the run gets to clean up by itself after a signal.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Remember a temporary file to remove if the run must be ended.
+/// Remember a temporary file (or a restore's temporary directory) to
+/// remove if the run must be ended.
 pub fn track_temp(path: &std::path::Path) {
     if let Ok(mut t) = TEMPS.lock() {
         t.push(path.to_path_buf());
@@ -93,7 +94,13 @@ pub fn install(tool: &'static str) {
                 }
                 let temps = TEMPS.lock().map(|t| t.clone()).unwrap_or_default();
                 for t in temps {
-                    let _ = std::fs::remove_file(t);
+                    // A restore's temporary directory, or a temporary file.
+                    if std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_dir()) {
+                        crate::extract::make_writable(&t);
+                        let _ = std::fs::remove_dir_all(&t);
+                    } else {
+                        let _ = std::fs::remove_file(&t);
+                    }
                 }
                 // Containers stopped for the backup run again, whatever happens.
                 let containers = CONTAINERS.lock().map(|c| c.clone()).unwrap_or_default();
