@@ -675,3 +675,112 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// A full listing of the tree at `root`, one line per entry, sorted by raw
+/// name: name (escaped bytes), type, mode, uid, gid, size, mtime in
+/// nanoseconds, symlink target, sha256 of the contents, extended attributes,
+/// and for names of one inode the first name of that inode (the hard-link
+/// structure). Two trees are equal, as a restore must make them, when their
+/// listings are equal. The root itself is `.`.
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, std::fs::Metadata, PathBuf)>) {
+        let full = root.join(rel);
+        let meta = std::fs::symlink_metadata(&full).unwrap();
+        let name = if rel.as_os_str().is_empty() {
+            b".".to_vec()
+        } else {
+            rel.as_os_str().as_bytes().to_vec()
+        };
+        let is_dir = meta.is_dir();
+        out.push((name, meta, full.clone()));
+        if is_dir {
+            let mut kids: Vec<_> = std::fs::read_dir(&full)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            kids.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for k in kids {
+                walk(root, &rel.join(k), out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(root, Path::new(""), &mut all);
+    let mut first_name: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (name, m, full) in &all {
+        let shown = name
+            .iter()
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    (*b as char).to_string()
+                } else {
+                    format!("\\x{b:02x}")
+                }
+            })
+            .collect::<String>();
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_char_device() {
+            "char"
+        } else if ft.is_block_device() {
+            "block"
+        } else {
+            "socket"
+        };
+        let target = if ft.is_symlink() {
+            String::from_utf8_lossy(std::fs::read_link(full).unwrap().as_os_str().as_bytes())
+                .into_owned()
+        } else {
+            String::new()
+        };
+        let sha = if ft.is_file() {
+            sha256sum(full)
+        } else {
+            String::new()
+        };
+        let mut xattrs: Vec<String> = xattr::list(full)
+            .map(|l| {
+                l.map(|k| {
+                    let v = xattr::get(full, &k).ok().flatten().unwrap_or_default();
+                    format!("{}={:02x?}", k.to_string_lossy(), v)
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        xattrs.sort();
+        let link = if !ft.is_dir() && m.nlink() > 1 {
+            first_name
+                .entry((m.dev(), m.ino()))
+                .or_insert_with(|| shown.clone())
+                .clone()
+        } else {
+            String::new()
+        };
+        let rdev = if ft.is_char_device() || ft.is_block_device() {
+            m.rdev()
+        } else {
+            0
+        };
+        let size = if ft.is_dir() { 0 } else { m.size() };
+        lines.push(format!(
+            "{shown} {kind} {:o} {}:{} size={size} mtime={}.{:09} target={target} sha={sha} rdev={rdev} xattrs=[{}] first={link}",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+            m.mtime(),
+            m.mtime_nsec(),
+            xattrs.join(",")
+        ));
+    }
+    lines
+}
