@@ -165,12 +165,13 @@ fn resolve_source(args: &Args, docker: &Docker) -> Result<SourceDir> {
             (vol.mountpoint.clone(), vol.default_label(), Some(v.clone()))
         }
         (None, Some(s)) => {
-            let name = s
-                .canonicalize()
-                .ok()
-                .and_then(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+            // The absolute path, for the manifest (relative names say little later).
+            let abs = s.canonicalize().unwrap_or_else(|_| s.clone());
+            let name = abs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            (s.clone(), name, None)
+            (abs, name, None)
         }
         (None, None) => return Err(usage("give --volume NAME or --source DIR".into())),
     };
