@@ -13,7 +13,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-TOOLS = tb-dump tb-check
+TOOLS = tb-dump tb-voltar tb-restore tb-check
 
 .PHONY: all build test lint demo bench install deps clean
 
@@ -41,7 +41,14 @@ demo: deps build
 	tests/demo
 
 bench: deps build
-	$(CARGO) run --release --locked -p tb-bench -- dump
+	@status=0; \
+	 for b in dump volume; do \
+	   echo "$(CARGO) run --release --locked -p tb-bench -- $$b"; \
+	   $(CARGO) run --release --locked -p tb-bench -- $$b; rc=$$?; \
+	   echo "tb-bench $$b: exit $$rc"; \
+	   if [ $$rc -gt $$status ]; then status=$$rc; fi; \
+	 done; \
+	 exit $$status
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

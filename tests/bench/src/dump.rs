@@ -19,10 +19,11 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cluster::Cluster;
+use crate::common::{self, BUSY_WARNING, Scratch, busy_share, free_space, remove_dir};
 use crate::generate::{self, DbSpec};
 use crate::measure::{self, Usage, median, median_usage};
 use crate::report::{Table, bytes, mib, ratio, secs};
-use crate::{DumpOptions, bench_dir, target_dir, workspace_root};
+use crate::{DumpOptions, bench_dir};
 
 /// The two databases: about 255 MB and 1.17 GB of plain SQL.
 const DATABASES: [DbSpec; 2] = [
@@ -51,11 +52,6 @@ const RSS_GROWTH_MAX: f64 = 1.25;
 const RSS_GROWTH_SLACK_BYTES: u64 = 4 << 20;
 /// Target: tb-check verify wall time at most this times gzip -t's (big db).
 const VERIFY_FACTOR_MAX: f64 = 0.50;
-
-/// Print a progress line on stderr (the report goes to stdout).
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("tb-bench: {}", format!($($arg)*)) };
-}
 
 /// The binaries under test.
 struct Tools {
@@ -96,35 +92,6 @@ struct Machine {
     server: String,
     pg_dump: String,
     gzip: String,
-}
-
-/// A scratch directory for the dumps being measured, emptied when created
-/// and deleted when dropped (on error too).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    /// Create `dir`, removing what a previous, killed run left there.
-    fn create(dir: PathBuf) -> Result<Scratch> {
-        if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot empty '{}'", dir.display()))?;
-        }
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            eprintln!(
-                "tb-bench: warning: cannot remove '{}': {e}",
-                self.0.display()
-            );
-        }
-    }
 }
 
 /// Run the `dump` benchmark; true when every target is met.
@@ -182,106 +149,30 @@ pub fn run(opts: &DumpOptions) -> Result<bool> {
 /// `cargo build --release -p tb-dump -p tb-check` (`cargo run -p tb-bench`
 /// builds only this package); the paths of the two binaries.
 fn build_tools() -> Result<Tools> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     progress!("building tb-dump and tb-check (release)...");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "tb-dump", "-p", "tb-check"])
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release -p tb-dump -p tb-check failed ({status})");
-    }
-    let bin = target_dir().join("release");
-    let tools = Tools {
-        tb_dump: bin.join("tb-dump"),
-        tb_check: bin.join("tb-check"),
-    };
-    for t in [&tools.tb_dump, &tools.tb_check] {
-        if !t.is_file() {
-            bail!(
-                "'{}' is missing after the build (is CARGO_TARGET_DIR the same as cargo's?)",
-                t.display()
-            );
-        }
-    }
-    Ok(tools)
-}
-
-/// Free space on the filesystem of `dir`, for the progress line.
-fn free_space(dir: &Path) -> String {
-    match nix::sys::statvfs::statvfs(dir) {
-        Ok(s) => bytes(s.blocks_available() * s.fragment_size()),
-        Err(e) => format!("unknown: {e}"),
-    }
+    common::cargo_build_release(&["tb-dump", "tb-check"])?;
+    Ok(Tools {
+        tb_dump: common::release_binary("tb-dump")?,
+        tb_check: common::release_binary("tb-check")?,
+    })
 }
 
 impl Machine {
     /// Read nproc, the CPU model and the versions of the server, pg_dump
     /// and gzip.
     fn probe(cluster: &Cluster) -> Result<Machine> {
-        let first_line = |mut cmd: Command| -> Result<String> {
-            let what = measure::describe(&cmd);
-            let out = cmd
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("cannot run {what}"))?;
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("?")
-                .trim()
-                .to_string())
-        };
         let mut pg_dump = cluster.command("pg_dump");
         pg_dump.arg("--version");
         let mut gzip = Command::new("gzip");
         gzip.arg("--version");
-        let cpu = fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, m)| m.trim().to_string())
-            })
-            .unwrap_or_else(|| "?".into());
         Ok(Machine {
-            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            cpu,
+            nproc: common::nproc(),
+            cpu: common::cpu_model(),
             server: cluster.query("postgres", "SHOW server_version")?,
-            pg_dump: first_line(pg_dump)?,
-            gzip: first_line(gzip)?,
+            pg_dump: common::first_line(pg_dump)?,
+            gzip: common::first_line(gzip)?,
         })
     }
-}
-
-/// Above this share of all CPUs busy with other work, times are unreliable.
-const BUSY_WARNING: f64 = 0.25;
-
-/// Share of all CPUs' time that was busy during `window`, from
-/// `/proc/stat`; sampled while the harness itself waits, so it is other
-/// work (another build, a test suite) that would skew the measurements.
-fn busy_share(window: Duration) -> Option<f64> {
-    let sample = || -> Option<(u64, u64)> {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal ...
-        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
-        Some((v.iter().take(8).sum(), idle))
-    };
-    let (total0, idle0) = sample()?;
-    std::thread::sleep(window);
-    let (total1, idle1) = sample()?;
-    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
-    let idle = idle1.saturating_sub(idle0).min(total);
-    Some((total - idle) as f64 / total as f64)
 }
 
 /// Run `pg_dump DB` once, counting its output: warms the cache (and sets
@@ -504,11 +395,6 @@ fn bench_database(
         verify_tb: vt,
         verify_std: vs,
     })
-}
-
-/// Remove a measured output directory.
-fn remove_dir(dir: &Path) -> Result<()> {
-    fs::remove_dir_all(dir).with_context(|| format!("cannot remove '{}'", dir.display()))
 }
 
 /// One target: its verdict and the line that explains it.

@@ -1,27 +1,43 @@
 //! `tb-bench`: the tb tools side by side with the commands the team runs
-//! today, on databases of realistic size (`make bench`).
+//! today, on data of realistic size (`make bench`).
 //!
 //! ```text
 //! tb-bench dump [--fresh] [--repeat N]
+//! tb-bench volume [--fresh] [--repeat N] [--size-mb N]
 //! ```
 //!
 //! `dump` starts a throwaway PostgreSQL cluster (`tests/pg-throwaway`) in
 //! the bench directory (`$TB_BENCH_DIR`, default `<workspace>/target/bench`),
 //! generates two TOYBOX-like databases once (kept for later runs), then
 //! measures `tb-dump` against `pg_dump | gzip` and `tb-check verify` against
-//! `gzip -t`. It prints a table and the targets, and exits 1 when a target
-//! is missed, 2 when the benchmark itself failed.
+//! `gzip -t`.
+//!
+//! `volume` generates a media-like tree once in the bench directory (about
+//! 1.65 GB, 70 % of it in already-compressed files; kept for later runs),
+//! then measures `tb-voltar` against `tar czf`, `tb-restore` against
+//! `tar -xzpf`, and `tb-check verify` against `gzip -t`.
+//!
+//! Both print a table and the targets, and exit 1 when a target is missed,
+//! 2 when the benchmark itself failed.
 //!
 //! Every measured command runs under a small helper (`tb-bench rusage-exec`,
 //! this same binary) whose only children are that command's process tree,
 //! so that its `RUSAGE_CHILDREN` is exactly the tree's CPU time and peak
 //! RSS, whatever else the harness ran before.
 
+/// Print a progress line on stderr (the report goes to stdout).
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("tb-bench: {}", format!($($arg)*)) };
+}
+
 mod cluster;
+mod common;
 mod dump;
 mod generate;
 mod measure;
+mod media;
 mod report;
+mod volume;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -31,20 +47,29 @@ use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
 usage: tb-bench dump [--fresh] [--repeat N]
+       tb-bench volume [--fresh] [--repeat N] [--size-mb N]
 
-Benchmarks for `make bench`.
+Benchmarks for `make bench` (which runs both).
 
   dump      tb-dump vs `pg_dump | gzip`, tb-check verify vs `gzip -t`,
             on two generated databases (about 255 MB and 1.17 GB of SQL)
+  volume    tb-voltar vs `tar czf`, tb-restore vs `tar -xzpf`, tb-check
+            verify vs `gzip -t`, on a generated media-like tree (about
+            1.65 GB in 33,000 files, 70 % of the bytes already compressed)
 
-options of dump:
-  --fresh       drop and regenerate the databases (else they are reused)
+options:
+  --fresh       regenerate the databases (dump) or the tree (volume), else
+                the kept ones are reused
   --repeat N    run every measured command N times and report the median
                 (default 1)
+  --size-mb N   volume only: size of the tree in MB (10^6 bytes; default
+                1650); below 1500 the setup target fails (for trying out)
 
 environment:
   TB_BENCH_DIR  work directory: the PostgreSQL cluster (kept between runs,
-                about 3 GB) and the dumps being measured (deleted at the end)
+                about 3 GB), the media tree (kept, about 1.65 GB) and the
+                outputs being measured (deleted at the end; for volume
+                about 2.7 times the tree's size)
                 [default: <workspace>/target/bench]
 
 Exit codes: 0 all targets met, 1 a target missed, 2 the benchmark failed.";
@@ -57,6 +82,20 @@ pub struct DumpOptions {
     /// How many times each measured command runs (median reported).
     pub repeat: usize,
 }
+
+/// Options of the `volume` benchmark.
+#[derive(Debug, Clone)]
+pub struct VolumeOptions {
+    /// Regenerate the tree even when it is present.
+    pub fresh: bool,
+    /// How many times each measured command runs (median reported).
+    pub repeat: usize,
+    /// Size of the generated tree, in MB (10^6 bytes).
+    pub size_mb: u64,
+}
+
+/// Default size of the volume benchmark's tree, in MB.
+pub const DEFAULT_VOLUME_MB: u64 = 1650;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -78,12 +117,11 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
     match cmd.to_str() {
         Some("dump") => {
             let opts = parse_dump_options(rest)?;
-            let all_met = dump::run(&opts)?;
-            Ok(if all_met {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(verdict(dump::run(&opts)?))
+        }
+        Some("volume") => {
+            let opts = parse_volume_options(rest)?;
+            Ok(verdict(volume::run(&opts)?))
         }
         Some(measure::HELPER_SUBCOMMAND) => measure::helper_main(rest),
         Some("-h" | "--help" | "help") => {
@@ -91,9 +129,18 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         _ => bail!(
-            "unknown subcommand '{}' (try: tb-bench dump)",
+            "unknown subcommand '{}' (try: tb-bench dump, tb-bench volume)",
             cmd.to_string_lossy()
         ),
+    }
+}
+
+/// The exit code for a finished benchmark: 0 when every target is met.
+fn verdict(all_met: bool) -> ExitCode {
+    if all_met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -107,21 +154,44 @@ fn parse_dump_options(args: &[OsString]) -> Result<DumpOptions> {
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--fresh") => opts.fresh = true,
-            Some("--repeat") => {
-                let n = it
-                    .next()
-                    .and_then(|v| v.to_str())
-                    .context("--repeat needs a number")?;
-                opts.repeat = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .with_context(|| format!("--repeat {n}: give a whole number from 1"))?;
-            }
+            Some("--repeat") => opts.repeat = number_after("--repeat", it.next(), 1)? as usize,
             _ => bail!("unknown option '{}' for dump\n{USAGE}", a.to_string_lossy()),
         }
     }
     Ok(opts)
+}
+
+/// Parse the options that follow `volume`.
+fn parse_volume_options(args: &[OsString]) -> Result<VolumeOptions> {
+    let mut opts = VolumeOptions {
+        fresh: false,
+        repeat: 1,
+        size_mb: DEFAULT_VOLUME_MB,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--fresh") => opts.fresh = true,
+            Some("--repeat") => opts.repeat = number_after("--repeat", it.next(), 1)? as usize,
+            Some("--size-mb") => opts.size_mb = number_after("--size-mb", it.next(), 1)?,
+            _ => bail!(
+                "unknown option '{}' for volume\n{USAGE}",
+                a.to_string_lossy()
+            ),
+        }
+    }
+    Ok(opts)
+}
+
+/// The whole number (at least `min`) given after `option`.
+fn number_after(option: &str, value: Option<&OsString>, min: u64) -> Result<u64> {
+    let n = value
+        .and_then(|v| v.to_str())
+        .with_context(|| format!("{option} needs a number"))?;
+    n.parse()
+        .ok()
+        .filter(|n| *n >= min)
+        .with_context(|| format!("{option} {n}: give a whole number from {min}"))
 }
 
 /// The workspace root (this package lives in `<workspace>/tests/bench`).
