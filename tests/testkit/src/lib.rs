@@ -784,3 +784,94 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
     }
     lines
 }
+
+impl Pg {
+    /// Start a server on the existing data directory `dir/data` exactly as
+    /// it is, e.g. a copy restored from a backup: nothing is initialised,
+    /// chowned or chmodded, so PostgreSQL itself refuses a data directory
+    /// whose owner or mode is wrong. As root the server runs as the data
+    /// directory's owner (PostgreSQL refuses to run as root), so `dir` and
+    /// its parents must be traversable by that user. It listens only on a
+    /// unix socket in `dir/sock` (created), logs to `dir/server.log`, and
+    /// runs the programs in `bindir` (of the cluster's major version, e.g.
+    /// the original [`Pg::bindir`]). `user` is the superuser to connect as
+    /// (`tbsuper` for clusters made by [`Pg::start`]). Like [`Pg::start`]:
+    /// stopped and `dir` removed on drop, and by a watchdog process when the
+    /// test process exits.
+    pub fn start_existing(dir: &Path, bindir: &Path, user: &str) -> Pg {
+        use std::os::unix::fs::MetadataExt;
+        let data = dir.join("data");
+        let meta = std::fs::metadata(&data)
+            .unwrap_or_else(|e| panic!("no data directory {}: {e}", data.display()));
+        let sock = dir.join("sock");
+        let log = dir.join("server.log");
+        std::fs::create_dir_all(&sock).unwrap();
+        std::fs::write(&log, b"").unwrap();
+        let owner = if is_root() {
+            let (uid, gid) = (
+                nix::unistd::Uid::from_raw(meta.uid()),
+                nix::unistd::Gid::from_raw(meta.gid()),
+            );
+            for p in [&sock, &log] {
+                nix::unistd::chown(p, Some(uid), Some(gid)).unwrap();
+            }
+            let name = nix::unistd::User::from_uid(uid)
+                .unwrap()
+                .unwrap_or_else(|| panic!("no user with uid {uid} owns {}", data.display()))
+                .name;
+            Some(name)
+        } else {
+            None
+        };
+        // Only a unix socket in a directory of its own: any port is free.
+        let port = 20000 + (std::process::id() % 40000) as u16;
+        let mut cmd = match &owner {
+            Some(name) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", name, "--"]).arg(bindir.join("pg_ctl"));
+                c
+            }
+            None => Command::new(bindir.join("pg_ctl")),
+        };
+        let st = cmd
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-k '{}' -p {port} -c listen_addresses=''",
+                sock.display()
+            ))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "PostgreSQL did not start on {}: {}",
+            data.display(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pg = Pg {
+            dir: dir.to_path_buf(),
+            host: sock.to_string_lossy().into_owned(),
+            port,
+            user: user.to_string(),
+            bindir: bindir.to_path_buf(),
+        };
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rm -rf '{dir}'",
+                pid = std::process::id(),
+                script = workspace().join("tests/pg-throwaway").display(),
+                dir = pg.dir.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        pg
+    }
+}
