@@ -90,6 +90,168 @@ pub struct ArchiveStats {
     pub gz: GzStats,
     /// Uncompressed tar bytes.
     pub tar_bytes: u64,
+    /// With a [`Baseline`]: what changed since it.
+    pub changes: Option<ChangeCounts>,
+}
+
+/// What an incremental archive found, compared with its baseline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    /// Entries in the complete listing (the whole tree at this moment).
+    pub listed: u64,
+    /// Bytes of all regular files in the listing.
+    pub listed_file_bytes: u64,
+    /// Entries not in the baseline.
+    pub added: u64,
+    /// Entries in the baseline that changed (content, metadata or type).
+    pub changed: u64,
+    /// Entries the same as in the baseline, left out of the archive.
+    pub unchanged: u64,
+    /// Paths in the baseline that are gone (a deleted directory counts once).
+    pub deleted: u64,
+    /// Directories, stored in every archive (their modes, owners and times
+    /// must come back exactly after entries inside them were added or removed).
+    pub dirs: u64,
+}
+
+/// The point an incremental archive is taken against, and the two extra
+/// outputs it writes: the complete listing of the tree now (every entry,
+/// stored or not, with its content hash) and the NUL-separated list of the
+/// paths that disappeared since the baseline (`deleted.nul`, for
+/// `xargs -0 rm -rf --`).
+///
+/// "Changed" is decided from type, size, mtime (nanoseconds), mode, owner,
+/// link target, device numbers and extended attributes, never from inode,
+/// device or link count, so a volume moved or copied elsewhere continues
+/// its chain. With `checksum`, files whose metadata did not change are read
+/// and their sha256 compared too. A path whose type changed is listed as
+/// deleted and stored again, so a restore (with tb or with tar) removes the
+/// old one first. Directories are always stored.
+pub struct Baseline {
+    prev: Option<std::iter::Peekable<crate::index::IndexReader>>,
+    listing: IndexWriter<Box<dyn Write + Send>>,
+    deleted: Box<dyn Write + Send>,
+    checksum: bool,
+    last_deleted: Option<Vec<u8>>,
+    counts: ChangeCounts,
+}
+
+impl Baseline {
+    /// Compare with the listing `prev` (none for a base: everything is
+    /// added), writing the new listing and the deleted paths.
+    pub fn new(
+        prev: Option<crate::index::IndexReader>,
+        listing: Box<dyn Write + Send>,
+        deleted: Box<dyn Write + Send>,
+        checksum: bool,
+    ) -> Baseline {
+        Baseline {
+            prev: prev.map(Iterator::peekable),
+            listing: IndexWriter::new_fast(listing),
+            deleted,
+            checksum,
+            last_deleted: None,
+            counts: ChangeCounts::default(),
+        }
+    }
+
+    /// The baseline's entry for `rel`, if it has one; every baseline entry
+    /// before it in archive order is gone and recorded as deleted.
+    fn matching(&mut self, rel: &[u8]) -> Result<Option<IndexEntry>> {
+        loop {
+            let Some(prev) = self.prev.as_mut() else {
+                return Ok(None);
+            };
+            let order = match prev.peek() {
+                None => return Ok(None),
+                Some(Err(_)) => {
+                    let e = prev.next().map(|r| r.err());
+                    let e = e.flatten().unwrap_or_else(|| anyhow::anyhow!("unreadable"));
+                    return Err(e.context("the previous point's listing is damaged"));
+                }
+                Some(Ok(p)) => walk_cmp(&p.path.to_bytes(), rel),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    if let Some(Ok(p)) = prev.next() {
+                        self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?;
+                    }
+                }
+                std::cmp::Ordering::Equal => return prev.next().transpose(),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+    }
+
+    /// Record `rel` as deleted, unless a deleted directory holds it.
+    fn delete(&mut self, rel: &[u8], is_dir: bool) -> Result<()> {
+        if let Some(d) = &self.last_deleted
+            && rel.len() > d.len()
+            && rel.starts_with(d)
+            && rel[d.len()] == b'/'
+        {
+            return Ok(());
+        }
+        self.deleted
+            .write_all(rel)
+            .and_then(|()| self.deleted.write_all(b"\0"))
+            .context("cannot write the list of deleted paths")?;
+        self.counts.deleted += 1;
+        self.last_deleted = is_dir.then(|| rel.to_vec());
+        Ok(())
+    }
+
+    fn list(&mut self, e: &IndexEntry) -> Result<()> {
+        self.counts.listed += 1;
+        self.counts.listed_file_bytes += e.size;
+        self.listing.push(e).context("cannot write the listing")
+    }
+
+    fn finish(mut self) -> Result<ChangeCounts> {
+        while let Some(prev) = self.prev.as_mut() {
+            match prev.next() {
+                None => break,
+                Some(Ok(p)) => self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?,
+                Some(Err(e)) => return Err(e.context("the previous point's listing is damaged")),
+            }
+        }
+        let mut w = self.listing.finish().context("cannot write the listing")?;
+        w.flush().context("cannot write the listing")?;
+        self.deleted
+            .flush()
+            .context("cannot write the list of deleted paths")?;
+        Ok(self.counts)
+    }
+}
+
+/// Whether `now` is the same entry as `prev` for an increment (metadata;
+/// content is compared by the caller with `--checksum`).
+fn same_entry(prev: &IndexEntry, now: &IndexEntry) -> bool {
+    !prev.changed
+        && prev.kind == now.kind
+        && prev.mode == now.mode
+        && prev.uid == now.uid
+        && prev.gid == now.gid
+        && prev.mtime_ns == now.mtime_ns
+        && prev.size == now.size
+        && prev.target == now.target
+        && prev.link == now.link
+        && prev.rdev == now.rdev
+        && prev.xattrs == now.xattrs
+}
+
+/// Archive order of two relative names (`.` first, then depth first with
+/// children sorted by the raw bytes of their names): component by
+/// component, which is not plain byte order (`a/b` comes before `a-c`).
+pub fn walk_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let comps = |n: &[u8]| -> Vec<Vec<u8>> {
+        if n == b"." {
+            Vec::new()
+        } else {
+            n.split(|c| *c == b'/').map(<[u8]>::to_vec).collect()
+        }
+    };
+    comps(a).cmp(&comps(b))
 }
 
 /// Classify a piece of file content: store what does not compress.
@@ -177,6 +339,7 @@ pub struct Archiver<W: Write + Send + 'static, I: Write> {
     counts: ArchiveCounts,
     buf: Vec<u8>,
     warn: Box<dyn FnMut(ArchiveWarning) + Send>,
+    baseline: Option<Baseline>,
 }
 
 /// A pax record `LEN KEY=VALUE\n` (LEN counts itself).
@@ -301,7 +464,16 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             counts: ArchiveCounts::default(),
             buf: vec![0u8; PIECE],
             warn,
+            baseline: None,
         }
+    }
+
+    /// Make an incremental archive: only what differs from `baseline` is
+    /// stored (directories always), and the complete listing and the
+    /// deleted paths are written beside it.
+    pub fn with_baseline(mut self, baseline: Baseline) -> Self {
+        self.baseline = Some(baseline);
+        self
     }
 
     fn warning(&mut self, rel: &[u8], message: String) {
@@ -398,6 +570,71 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         for (k, v) in &xattrs {
             ie.xattrs.insert(k.clone(), hex(v));
         }
+        // What it is, before anything is written (an increment decides from it).
+        let inode = (meta.dev(), meta.ino());
+        let first_name = (ft.is_file() && meta.nlink() > 1)
+            .then(|| self.hardlinks.get(&inode).cloned())
+            .flatten();
+        let mut link_bytes = None;
+        let mut dev = None;
+        if ft.is_dir() {
+            ie.kind = EntryKind::Dir;
+        } else if ft.is_symlink() {
+            ie.kind = EntryKind::Symlink;
+            let target = std::fs::read_link(full)
+                .with_context(|| format!("cannot read symlink '{}'", full.display()))?;
+            let t = target.as_os_str().as_bytes().to_vec();
+            ie.target = Some(RawName::from_bytes(&t));
+            link_bytes = Some(t);
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            ie.kind = if ft.is_fifo() {
+                EntryKind::Fifo
+            } else if ft.is_char_device() {
+                EntryKind::Char
+            } else {
+                EntryKind::Block
+            };
+            let rdev = meta.rdev();
+            let d = (
+                nix::sys::stat::major(rdev) as u32,
+                nix::sys::stat::minor(rdev) as u32,
+            );
+            dev = Some(d);
+            if ie.kind != EntryKind::Fifo {
+                ie.rdev = Some(d);
+            }
+        } else if let Some(first) = &first_name {
+            ie.kind = EntryKind::Hardlink;
+            ie.link = Some(RawName::from_bytes(first));
+        } else {
+            ie.size = meta.len();
+        }
+
+        let mut prev = None;
+        if let Some(b) = self.baseline.as_mut() {
+            prev = b.matching(rel)?;
+            if let Some(p) = &prev {
+                let was_dir = p.kind == EntryKind::Dir;
+                if p.kind != ie.kind && !(was_dir && ie.kind == EntryKind::Dir) {
+                    // A type change: the old one goes first, then the new is stored.
+                    b.delete(rel, was_dir)?;
+                } else if ie.kind != EntryKind::Dir && same_entry(p, &ie) {
+                    let same_content = !b.checksum
+                        || ie.kind != EntryKind::File
+                        || crate::gzip::sha256_file(full).ok() == p.sha256;
+                    if same_content {
+                        ie.sha256 = p.sha256.clone();
+                        ie.sparse = p.sparse;
+                        if ie.kind == EntryKind::File && meta.nlink() > 1 {
+                            self.hardlinks.insert(inode, rel.to_vec());
+                        }
+                        b.counts.unchanged += 1;
+                        return b.list(&ie);
+                    }
+                }
+            }
+        }
+
         let name = archive_name(rel, ft.is_dir());
         let mut pax = Vec::new();
         if meta.mtime_nsec() != 0 || meta.mtime() < 0 {
@@ -410,81 +647,75 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         for (k, v) in &xattrs {
             pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
         }
-        let (mode, uid, gid, mtime) = (ie.mode, ie.uid, ie.gid, meta.mtime());
-        if ft.is_dir() {
-            ie.kind = EntryKind::Dir;
-            self.counts.dirs += 1;
-            self.write_entry(
-                &name,
-                tar::EntryType::Directory,
-                &pax,
-                None,
-                (mode, uid, gid, mtime),
-                0,
-                None,
-            )?;
-        } else if ft.is_symlink() {
-            ie.kind = EntryKind::Symlink;
-            let target = std::fs::read_link(full)
-                .with_context(|| format!("cannot read symlink '{}'", full.display()))?;
-            let t = target.as_os_str().as_bytes().to_vec();
-            ie.target = Some(RawName::from_bytes(&t));
-            self.counts.symlinks += 1;
-            self.write_entry(
-                &name,
-                tar::EntryType::Symlink,
-                &pax,
-                Some(&t),
-                (mode, uid, gid, mtime),
-                0,
-                None,
-            )?;
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            let (kind, ty) = if ft.is_fifo() {
-                (EntryKind::Fifo, tar::EntryType::Fifo)
-            } else if ft.is_char_device() {
-                (EntryKind::Char, tar::EntryType::Char)
-            } else {
-                (EntryKind::Block, tar::EntryType::Block)
-            };
-            ie.kind = kind;
-            let rdev = meta.rdev();
-            let dev = (
-                nix::sys::stat::major(rdev) as u32,
-                nix::sys::stat::minor(rdev) as u32,
-            );
-            if kind != EntryKind::Fifo {
-                ie.rdev = Some(dev);
+        let owner = (ie.mode, ie.uid, ie.gid, meta.mtime());
+        match ie.kind {
+            EntryKind::Dir => {
+                self.counts.dirs += 1;
+                self.write_entry(&name, tar::EntryType::Directory, &pax, None, owner, 0, None)?;
             }
-            self.counts.specials += 1;
-            self.write_entry(&name, ty, &pax, None, (mode, uid, gid, mtime), 0, Some(dev))?;
-        } else if meta.nlink() > 1 && self.hardlinks.contains_key(&(meta.dev(), meta.ino())) {
-            let first = self.hardlinks[&(meta.dev(), meta.ino())].clone();
-            ie.kind = EntryKind::Hardlink;
-            ie.link = Some(RawName::from_bytes(&first));
-            self.counts.hardlinks += 1;
-            let link_name = archive_name(&first, false);
-            self.write_entry(
-                &name,
-                tar::EntryType::Link,
-                &pax,
-                Some(&link_name),
-                (mode, uid, gid, mtime),
-                0,
-                None,
-            )?;
-        } else {
-            match self.file(rel, &name, full, meta, &pax, &mut ie) {
-                Err(e) if e.is::<SkipEntry>() => return Ok(()),
-                r => r?,
+            EntryKind::Symlink => {
+                self.counts.symlinks += 1;
+                self.write_entry(
+                    &name,
+                    tar::EntryType::Symlink,
+                    &pax,
+                    link_bytes.as_deref(),
+                    owner,
+                    0,
+                    None,
+                )?;
             }
-            if meta.nlink() > 1 {
-                self.hardlinks
-                    .insert((meta.dev(), meta.ino()), rel.to_vec());
+            EntryKind::Fifo | EntryKind::Char | EntryKind::Block => {
+                let ty = match ie.kind {
+                    EntryKind::Fifo => tar::EntryType::Fifo,
+                    EntryKind::Char => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                self.counts.specials += 1;
+                self.write_entry(&name, ty, &pax, None, owner, 0, dev)?;
+            }
+            EntryKind::Hardlink => {
+                let first = first_name.clone().unwrap_or_default();
+                self.counts.hardlinks += 1;
+                let link_name = archive_name(&first, false);
+                self.write_entry(
+                    &name,
+                    tar::EntryType::Link,
+                    &pax,
+                    Some(&link_name),
+                    owner,
+                    0,
+                    None,
+                )?;
+            }
+            EntryKind::File => {
+                match self.file(rel, &name, full, meta, &pax, &mut ie) {
+                    Err(e) if e.is::<SkipEntry>() => {
+                        // Left out: a restore must not keep an older copy.
+                        if let (Some(b), Some(p)) = (self.baseline.as_mut(), &prev) {
+                            b.delete(rel, p.kind == EntryKind::Dir)?;
+                        }
+                        return Ok(());
+                    }
+                    r => r?,
+                }
+                if meta.nlink() > 1 {
+                    self.hardlinks.insert(inode, rel.to_vec());
+                }
             }
         }
         self.counts.entries += 1;
         self.index.push(&ie).context("cannot write the index")?;
+        if let Some(b) = self.baseline.as_mut() {
+            if ie.kind == EntryKind::Dir {
+                b.counts.dirs += 1;
+            } else if prev.is_some() {
+                b.counts.changed += 1;
+            } else {
+                b.counts.added += 1;
+            }
+            b.list(&ie)?;
+        }
         Ok(())
     }
 
@@ -804,6 +1035,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let tar_bytes = self.out.pos;
         let (w, gz) = self.out.gz.finish()?;
         let index = self.index.finish().context("cannot write the index")?;
+        let changes = self.baseline.map(Baseline::finish).transpose()?;
         Ok((
             w,
             index,
@@ -811,6 +1043,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                 counts: self.counts,
                 gz,
                 tar_bytes,
+                changes,
             },
         ))
     }

@@ -173,6 +173,15 @@ impl<W: Write> IndexWriter<W> {
         }
     }
 
+    /// A writer into `w` that compresses quickly (level 1): for the
+    /// complete listing of a chain point, written on every run.
+    pub fn new_fast(w: W) -> IndexWriter<W> {
+        IndexWriter {
+            out: flate2::write::GzEncoder::new(w, flate2::Compression::new(1)),
+            entries: 0,
+        }
+    }
+
     /// Append one entry.
     pub fn push(&mut self, e: &IndexEntry) -> io::Result<()> {
         let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;

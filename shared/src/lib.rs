@@ -10,8 +10,10 @@
 //! - [`gzip`]: parallel gzip writing and complete, checked reading;
 //! - [`sqldump`]: completion trailer and row counts of pg_dump output;
 //! - [`manifest`]: the JSON manifest beside each backup;
+//! - [`chain`]: incremental chains (points, links, checks, applying them);
 //! - [`verify`]: the checks `tb-check verify` and every publisher run;
 //! - [`pg`]: running PostgreSQL clients locally or in a container;
+//! - [`source`]: reading a volume (source, live PostgreSQL, `--stop`);
 //! - [`signals`]: clean interruption; [`cli`]: wiring a tool to the process.
 //!
 //! Rules here are pure functions where possible: clocks and listings are
@@ -19,6 +21,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod chain;
 pub mod cli;
 pub mod docker;
 pub mod error;
@@ -32,5 +35,6 @@ pub mod naming;
 pub mod pg;
 pub mod record;
 pub mod signals;
+pub mod source;
 pub mod sqldump;
 pub mod verify;

@@ -60,6 +60,9 @@ pub struct Manifest {
     /// For volume archives: what was archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeInfo>,
+    /// For chain points: where the point stands in its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainInfo>,
     /// The verification done before publishing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verification>,
@@ -194,6 +197,39 @@ pub struct VolumeInfo {
     pub warnings_total: u64,
 }
 
+/// A chain point (`base_…` or `incr_…` in a chain directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainInfo {
+    /// This point's directory name (`incr_20260120`).
+    pub point: String,
+    /// The chain's id: its base's directory name (`base_20260119`).
+    pub chain: String,
+    /// `base`, `incremental` (changes since the parent, the previous
+    /// point) or `differential` (changes since the base, its parent).
+    pub mode: String,
+    /// The point this one applies on top of (none for a base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// sha256 of the parent's `manifest.json`: a replaced parent breaks the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_manifest_sha256: Option<String>,
+    /// Why this is a base (`first run`, `--full`, a broken or old chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_reason: Option<String>,
+    /// Entries of the tree at this moment (the listing).
+    pub listed: u64,
+    /// Bytes of all regular files of the tree at this moment.
+    pub listed_file_bytes: u64,
+    /// Entries new since the parent.
+    pub added: u64,
+    /// Entries changed since the parent.
+    pub changed: u64,
+    /// Entries unchanged (not in this archive).
+    pub unchanged: u64,
+    /// Paths deleted since the parent (in `deleted.nul`).
+    pub deleted: u64,
+}
+
 /// A verification verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -221,6 +257,7 @@ impl Manifest {
             files: Vec::new(),
             database: None,
             volume: None,
+            chain: None,
             verified: None,
             extra: Map::new(),
         }

@@ -40,7 +40,10 @@ use tb_shared::naming::{BackupName, Kind, TEMP_PREFIX, index_path, manifest_path
 use tb_shared::record::{Record, Reporter, path_value};
 use tb_shared::signals;
 
-const ABOUT: &str = "Restore a volume archive into a directory or a Docker volume";
+mod chain_restore;
+
+const ABOUT: &str =
+    "Restore a volume archive or an incremental chain into a directory or a Docker volume";
 const LONG_ABOUT: &str = "\
 Restore a volume archive (tb-voltar's LABEL_YYYYMMDD.tar.gz, or any tar.gz)
 into a directory (--target) or a Docker volume (--volume, created when it
@@ -58,8 +61,21 @@ and the root directory's own mode come back as archived. Entries that
 would reach outside the target (absolute names, '..', paths through
 symlinks, hard links to outside) are refused, and the restore fails.
 
+An incremental chain (tb-incr) is restored to the newest point, or the
+one chosen with --at: BACKUP is the incremental directory with --name
+LABEL, or the chain directory DIR/LABEL, or one point directory. The
+whole chain is checked first (every manifest, parent link and sha256);
+when the point cannot be restored, nothing is touched and the restorable
+points are named. Then the base and every point after it down to the
+chosen one are applied (deleted paths removed, the archive extracted),
+and the result is compared with the point's complete listing before it
+is moved into place.
+
 Restore without tb:
   mkdir TARGET && tar -xzpf ARCHIVE --numeric-owner --xattrs --xattrs-include='*' -C TARGET
+  and for a chain, for every point from the base up to the chosen one:
+  (cd TARGET && xargs -0 -r rm -rf -- < POINT/deleted.nul)
+  tar -xzpf POINT/archive.tar.gz --numeric-owner --xattrs --xattrs-include='*' -C TARGET
 
 Exit codes: 0 ok, 1 done with warnings (no manifest to check against,
 owners not restored because not root, an archive taken live), 2 failed
@@ -69,9 +85,21 @@ owners not restored because not root, an archive taken live), 2 failed
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tb-restore", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Args {
-    /// The backup to restore: a volume archive (.tar.gz), or - for stdin
+    /// The backup to restore: a volume archive (.tar.gz), - for stdin, or
+    /// an incremental chain: the incremental directory with --name, a chain
+    /// directory (DIR/LABEL), or one point directory in it
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
+
+    /// With an incremental directory: the chain's label (media_volume)
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
+
+    /// With a chain: restore the volume as it was on that day (YYYY-MM-DD:
+    /// the newest point of that day) or at that time (YYYY-MM-DDTHH:MM:SS,
+    /// the newest point not after it) [default: the newest point]
+    #[arg(long, value_name = "WHEN")]
+    pub at: Option<String>,
 
     /// Restore into this directory (created if missing; must be empty
     /// unless --force)
@@ -116,11 +144,17 @@ fn usage(msg: String) -> anyhow::Error {
     Failure::new(Cause::BadInput, msg).into()
 }
 
+/// What is restored.
+enum Source {
+    Archive(Box<Input>),
+    Chain(chain_restore::Chosen),
+}
+
 /// Where the archive comes from and what can check it.
-struct Input {
-    path: Option<PathBuf>,
-    manifest: Option<Manifest>,
-    index: Option<PathBuf>,
+pub(crate) struct Input {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) index: Option<PathBuf>,
 }
 
 impl Input {
@@ -147,12 +181,6 @@ fn open_input(args: &Args, rep: &mut Reporter) -> Result<Input> {
             format!("cannot read the backup '{}': {e}", p.display()),
         )
     })?;
-    if meta.is_dir() {
-        return Err(usage(format!(
-            "'{}' is a directory: tb-restore restores volume archives (.tar.gz) so far; incremental chains are not supported yet",
-            p.display()
-        )));
-    }
     if !meta.is_file() {
         return Err(usage(format!("'{}' is not a regular file", p.display())));
     }
@@ -237,7 +265,7 @@ fn open_input(args: &Args, rep: &mut Reporter) -> Result<Input> {
 }
 
 /// How the tree gets into place.
-enum Plan {
+pub(crate) enum Plan {
     /// The target does not exist: extract into `temp`, rename to `dest`.
     Fresh { dest: PathBuf, temp: PathBuf },
     /// The target is an empty directory: extract into `temp`, swap.
@@ -355,7 +383,7 @@ fn remove_stale_restores(dest: &Path, rep: &mut Reporter) {
     }
 }
 
-fn plan(dest: &Path, force: bool, rep: &mut Reporter) -> Result<Plan> {
+pub(crate) fn plan(dest: &Path, force: bool, rep: &mut Reporter) -> Result<Plan> {
     match std::fs::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ensure_dir(parent_of(dest))?;
@@ -429,7 +457,7 @@ fn make_temp_dir(temp: &Path) -> Result<()> {
 }
 
 /// Take back a failed restore. Returns a note for the error message.
-fn roll_back(plan: &Plan) -> String {
+pub(crate) fn roll_back(plan: &Plan) -> String {
     signals::critical(|| match plan {
         Plan::Fresh { temp, .. } | Plan::Swap { temp, .. } => {
             make_writable(temp);
@@ -474,7 +502,7 @@ fn roll_back(plan: &Plan) -> String {
 }
 
 /// Put the checked tree in place.
-fn commit(plan: &Plan, rep: &mut Reporter) -> Result<()> {
+pub(crate) fn commit(plan: &Plan, rep: &mut Reporter) -> Result<()> {
     Extractor::sync(plan.extract_dir())?;
     signals::check()?;
     signals::critical(|| match plan {
@@ -538,7 +566,7 @@ fn damaged(input: &Input, why: impl std::fmt::Display) -> anyhow::Error {
 }
 
 /// Extract and check everything; the error says why it failed.
-fn extract(
+pub(crate) fn extract(
     input: &Input,
     dir: &Path,
     refusals: &mut Vec<Refusal>,
@@ -644,7 +672,18 @@ fn extract(
 /// Run `tb-restore`.
 pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let clock = Instant::now();
-    let input = open_input(&args, rep)?;
+    let is_chain =
+        args.backup != Path::new("-") && std::fs::metadata(&args.backup).is_ok_and(|m| m.is_dir());
+    if !is_chain && (args.name.is_some() || args.at.is_some()) {
+        return Err(usage(
+            "--name and --at choose a point of an incremental chain: give the incremental directory (or a chain directory) as BACKUP".into(),
+        ));
+    }
+    let source = if is_chain {
+        Source::Chain(chain_restore::resolve(&args, rep)?)
+    } else {
+        Source::Archive(Box::new(open_input(&args, rep)?))
+    };
     let docker = Docker::new(&args.docker);
     let mut created_volume = None;
     let dest = match (&args.target, &args.volume) {
@@ -683,7 +722,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         }
         (None, None) => return Err(usage("give --target DIR or --volume NAME".into())),
     };
-    let result = restore(&args, &input, &dest, rep, clock);
+    let result = match &source {
+        Source::Archive(input) => restore(&args, input, &dest, rep, clock),
+        Source::Chain(point) => chain_restore::restore(&args, point, &dest, rep, clock),
+    };
     match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
@@ -754,35 +796,7 @@ fn restore(
             );
         }
     }
-    if ex.owners_not_set > 0 {
-        rep.warn(
-            &format!(
-                "not running as root: {} entries are owned by you, not by their archived owners",
-                ex.owners_not_set
-            ),
-            Record::new("warning"),
-        );
-    }
-    if !ex.devices_skipped.is_empty() {
-        rep.warn(
-            &format!(
-                "not running as root: {} device nodes were not created ({})",
-                ex.devices_skipped.len(),
-                ex.devices_skipped.join(", ")
-            ),
-            Record::new("warning"),
-        );
-    }
-    if !ex.xattrs_not_set.is_empty() {
-        rep.warn(
-            &format!(
-                "{} extended attributes could not be set (the target filesystem may not support them): {}",
-                ex.xattrs_not_set.len(),
-                ex.xattrs_not_set.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
-            ),
-            Record::new("warning"),
-        );
-    }
+    warn_extracted(&ex, rep);
     let checked = if ex.indexed {
         "index"
     } else if input.manifest.is_some() {
@@ -819,6 +833,39 @@ fn restore(
     rep.summary_field("restored", 1);
     rep.summary_field("target", path_value(dest));
     Ok(rep.outcome())
+}
+
+/// Warnings about what an extraction could not reproduce.
+pub(crate) fn warn_extracted(ex: &Extracted, rep: &mut Reporter) {
+    if ex.owners_not_set > 0 {
+        rep.warn(
+            &format!(
+                "not running as root: {} entries are owned by you, not by their archived owners",
+                ex.owners_not_set
+            ),
+            Record::new("warning"),
+        );
+    }
+    if !ex.devices_skipped.is_empty() {
+        rep.warn(
+            &format!(
+                "not running as root: {} device nodes were not created ({})",
+                ex.devices_skipped.len(),
+                ex.devices_skipped.join(", ")
+            ),
+            Record::new("warning"),
+        );
+    }
+    if !ex.xattrs_not_set.is_empty() {
+        rep.warn(
+            &format!(
+                "{} extended attributes could not be set (the target filesystem may not support them): {}",
+                ex.xattrs_not_set.len(),
+                ex.xattrs_not_set.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            ),
+            Record::new("warning"),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -18,22 +18,24 @@ use anyhow::{Context, Result, bail};
 use chrono::Local;
 use clap::Parser;
 
-use tb_shared::archive::{ArchiveStats, ArchiveWarning, Archiver, verify_archive};
-use tb_shared::atomic::{
-    TempFile, ensure_dir, occupied, parent_of, publish_all, remove_stale_temps,
-};
+use tb_shared::archive::{Archiver, verify_archive};
+use tb_shared::atomic::{TempFile, ensure_dir, occupied, parent_of, publish_all};
 use tb_shared::cli::{Common, ToolArgs};
-use tb_shared::docker::{Docker, Stopped, restart_leftovers};
+use tb_shared::docker::Docker;
 use tb_shared::error::{Cause, Failure};
 use tb_shared::exit::Outcome;
-use tb_shared::gzip::{GzOptions, GzStats, sha256_file};
-use tb_shared::manifest::{ChunkIndex, FileEntry, Manifest, Verification, VolumeInfo};
-use tb_shared::naming::{BackupName, Kind, Precision, index_path, manifest_path, valid_label};
+use tb_shared::gzip::sha256_file;
+use tb_shared::manifest::{Manifest, Verification, VolumeInfo};
+use tb_shared::naming::{BackupName, Kind, Precision, index_path, manifest_path};
 use tb_shared::record::{Record, Reporter, now_rfc3339, path_value};
+use tb_shared::source::{
+    SourceArgs, check_live, collector, emit_warnings, file_entry, housekeeping, live_postgres,
+    resolve_source, restart, small_gz_entry, stop_containers, volume_record, write_error,
+};
 use tb_shared::{lock, signals};
 
 /// Default compression level for what compresses (text, JSON, HTML).
-pub const DEFAULT_LEVEL: u32 = 5;
+pub const DEFAULT_LEVEL: u32 = tb_shared::source::DEFAULT_LEVEL;
 
 const ABOUT: &str = "Archive one volume (a Docker volume or a directory) to a verified tar.gz";
 const LONG_ABOUT: &str = "\
@@ -65,23 +67,8 @@ skipped, a container that did not start again), 2 failed, 75 busy.";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tb-voltar", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Args {
-    /// The Docker volume to archive (its data directory on this host)
-    #[arg(
-        long,
-        value_name = "NAME",
-        required_unless_present = "source",
-        conflicts_with = "source"
-    )]
-    pub volume: Option<String>,
-
-    /// The directory to archive
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
-
-    /// Label for file names [default: the volume name without its Compose
-    /// project prefix, or the directory's name]
-    #[arg(long, value_name = "LABEL")]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub src: SourceArgs,
 
     /// Directory for the archive (created 0700 if missing)
     #[arg(long, value_name = "DIR", default_value = "/backup/toybox/volumes")]
@@ -91,38 +78,6 @@ pub struct Args {
     /// go to stderr; no index, no manifest)
     #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "dir")]
     pub output: Option<PathBuf>,
-
-    /// Stop this container for the archive and start it again afterwards,
-    /// also on failure or interruption (repeatable)
-    #[arg(long, value_name = "CONTAINER")]
-    pub stop: Vec<String>,
-
-    /// Archive a live PostgreSQL data directory anyway (the manifest records
-    /// it as inconsistent)
-    #[arg(long)]
-    pub allow_live: bool,
-
-    /// Compression level for what compresses, 0 to 9
-    #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub level: u32,
-
-    /// Compression threads [default: number of CPUs, at most 4]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
-    pub threads: Option<u32>,
-
-    /// Seconds to wait for another run writing to the same directory (then exit 75)
-    #[arg(long, value_name = "SECONDS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=604_800))]
-    pub wait: u64,
-
-    /// The docker CLI
-    #[arg(
-        long,
-        value_name = "PROGRAM",
-        env = "TB_DOCKER",
-        default_value = "docker"
-    )]
-    pub docker: String,
 
     #[command(flatten)]
     pub common: Common,
@@ -137,81 +92,8 @@ impl ToolArgs for Args {
     }
 }
 
-impl Args {
-    fn gz(&self) -> GzOptions {
-        let mut o = GzOptions::new(self.level);
-        if let Some(t) = self.threads {
-            o.threads = t as usize;
-        }
-        o
-    }
-}
-
 fn usage(msg: String) -> anyhow::Error {
     Failure::new(Cause::BadInput, msg).into()
-}
-
-/// Where the data comes from.
-struct SourceDir {
-    path: PathBuf,
-    label: String,
-    docker_volume: Option<String>,
-}
-
-fn resolve_source(args: &Args, docker: &Docker) -> Result<SourceDir> {
-    let (path, default_label, docker_volume) = match (&args.volume, &args.source) {
-        (Some(v), _) => {
-            let vol = docker.volume(v)?;
-            (vol.mountpoint.clone(), vol.default_label(), Some(v.clone()))
-        }
-        (None, Some(s)) => {
-            // The absolute path, for the manifest (relative names say little later).
-            let abs = s.canonicalize().unwrap_or_else(|_| s.clone());
-            let name = abs
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (abs, name, None)
-        }
-        (None, None) => return Err(usage("give --volume NAME or --source DIR".into())),
-    };
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(usage(format!("'{}' is not a directory", path.display()))),
-        Err(e) => {
-            return Err(Failure::new(
-                Cause::NotFound,
-                format!("cannot read the source '{}': {e}", path.display()),
-            )
-            .into());
-        }
-    }
-    let label = args.name.clone().unwrap_or(default_label);
-    if !valid_label(&label) {
-        return Err(usage(format!(
-            "'{label}' cannot be used in a file name (letters, digits, '_' and '-' only): give a label with --name"
-        )));
-    }
-    Ok(SourceDir {
-        path,
-        label,
-        docker_volume,
-    })
-}
-
-/// A running PostgreSQL in `dir` or one level below (`postmaster.pid`
-/// beside `PG_VERSION`)?
-fn live_postgres(dir: &Path) -> Option<PathBuf> {
-    let is_live = |d: &Path| d.join("postmaster.pid").is_file() && d.join("PG_VERSION").is_file();
-    if is_live(dir) {
-        return Some(dir.to_path_buf());
-    }
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .map(|e| e.path())
-        .find(|p| is_live(p))
 }
 
 /// `DIR/LABEL_YYYYMMDD.tar.gz`, or `_HHMMSS` added when that day already
@@ -259,19 +141,19 @@ fn fresh_name(dir: &Path, label: &str) -> PathBuf {
 pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let started = now_rfc3339();
     let clock = Instant::now();
-    let docker = Docker::new(&args.docker);
-    let src = resolve_source(&args, &docker)?;
+    let docker = Docker::new(&args.src.docker);
+    let src = resolve_source(&args.src, &docker)?;
 
     if args.stdout_carries_bytes() {
         let live = live_postgres(&src.path);
-        check_live(&args, &src, live.as_deref(), rep)?;
-        let stopped = stop_containers(&args, &docker, None, rep)?;
+        check_live(&args.src, &src, live.as_deref(), rep)?;
+        let stopped = stop_containers(&args.src, &docker, None, rep)?;
         let warnings = Arc::new(Mutex::new(Vec::new()));
         let arch = Archiver::new(
             &src.path,
             StdoutWriter(io::stdout()),
             io::sink(),
-            args.gz(),
+            args.src.gz(),
             collector(&warnings),
         );
         let result = arch.archive_all();
@@ -300,40 +182,9 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         }
     }
     ensure_dir(&dir)?;
-    let _lock = lock::acquire(&dir, Duration::from_secs(args.wait))
+    let _lock = lock::acquire(&dir, args.src.lock_wait())
         .with_context(|| format!("cannot lock backup directory '{}'", dir.display()))?;
-    for (p, err) in remove_stale_temps(&dir)? {
-        match err {
-            None => rep.emit(
-                Record::new("removed")
-                    .path(&p)
-                    .with("reason", "stale temporary file of an interrupted run"),
-            ),
-            Some(e) => rep.warn(
-                &format!(
-                    "cannot remove the stale temporary file '{}' ({e}); remove it by hand",
-                    p.display()
-                ),
-                Record::new("warning").path(&p),
-            ),
-        }
-    }
-    // Containers an earlier run stopped and could not start again.
-    let (started_again, still_down) = restart_leftovers(&docker, &dir);
-    for n in started_again {
-        rep.warn(
-            &format!(
-                "container '{n}' was left stopped by an earlier run; it has been started again"
-            ),
-            Record::new("warning").with("container", &n),
-        );
-    }
-    for (n, why) in &still_down {
-        rep.warn(
-            &format!("container '{n}' was left stopped by an earlier run and still cannot be started: {why}"),
-            Record::new("warning").with("container", n),
-        );
-    }
+    housekeeping(&dir, &docker, rep)?;
 
     let dest = match &args.output {
         Some(p) => p.clone(),
@@ -348,7 +199,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     }
 
     let live = live_postgres(&src.path);
-    let consistent = check_live(&args, &src, live.as_deref(), rep)?;
+    let consistent = check_live(&args.src, &src, live.as_deref(), rep)?;
     let mut archive_temp = TempFile::create(&dest)?;
     let mut index_temp = TempFile::create(&index_dest)?;
     let afile = archive_temp
@@ -360,7 +211,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .try_clone()
         .context("cannot duplicate a file handle")?;
 
-    let stopped = stop_containers(&args, &docker, Some(&dir), rep)?;
+    let stopped = stop_containers(&args.src, &docker, Some(&dir), rep)?;
     let stopped_names: Vec<String> = stopped
         .as_ref()
         .map(|s| s.names().to_vec())
@@ -370,7 +221,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         &src.path,
         afile,
         io::BufWriter::new(ifile),
-        args.gz(),
+        args.src.gz(),
         collector(&warnings),
     );
     let result = arch.archive_all();
@@ -503,185 +354,6 @@ fn exists(p: &Path) -> anyhow::Error {
         ),
     )
     .into()
-}
-
-/// Errors while archiving: a full disk names the archive being written.
-fn write_error(e: anyhow::Error, dest: &Path) -> anyhow::Error {
-    for c in e.chain() {
-        if let Some(io) = c.downcast_ref::<io::Error>()
-            && tb_shared::error::io_cause(io) == Some(Cause::DiskFull)
-        {
-            return Failure::new(
-                Cause::DiskFull,
-                format!(
-                    "disk full: no space left in '{}' while writing {}; free space there or choose another --dir",
-                    parent_of(dest).display(),
-                    dest.display()
-                ),
-            )
-            .into();
-        }
-    }
-    e
-}
-
-/// Refuse a live database unless its containers are being stopped or
-/// `--allow-live` was given. Returns whether the archive is consistent.
-fn check_live(
-    args: &Args,
-    src: &SourceDir,
-    live: Option<&Path>,
-    rep: &mut Reporter,
-) -> Result<bool> {
-    let Some(pgdata) = live else { return Ok(true) };
-    if !args.stop.is_empty() {
-        return Ok(true);
-    }
-    if args.allow_live {
-        rep.warn(
-            &format!(
-                "'{}' holds a running PostgreSQL: archived live (--allow-live), the copy is not consistent; the manifest says so",
-                pgdata.display()
-            ),
-            Record::new("warning").path(pgdata),
-        );
-        return Ok(false);
-    }
-    let how = match &src.docker_volume {
-        Some(v) => {
-            format!("--stop CONTAINER (the container using volume '{v}', e.g. backend-db-1)")
-        }
-        None => "--stop CONTAINER".to_string(),
-    };
-    Err(Failure::new(
-        Cause::LiveDatabase,
-        format!(
-            "'{}' holds a running PostgreSQL (postmaster.pid): a live copy of its files is not consistent. Stop it during the archive with {how}, or take a logical backup with tb-dump; --allow-live archives it anyway, marked inconsistent",
-            pgdata.display()
-        ),
-    )
-    .into())
-}
-
-fn stop_containers(
-    args: &Args,
-    docker: &Docker,
-    dir: Option<&Path>,
-    rep: &mut Reporter,
-) -> Result<Option<Stopped>> {
-    if args.stop.is_empty() {
-        return Ok(None);
-    }
-    let marker_dir = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
-    let by = format!("tb-voltar pid {}", std::process::id());
-    let s = Stopped::stop(docker, &args.stop, &marker_dir, &by)?;
-    for n in s.names() {
-        rep.emit(Record::new("stopped").with("container", n));
-    }
-    Ok(Some(s))
-}
-
-/// Start stopped containers again; loud when one does not start. Returns
-/// whether any failed.
-fn restart(stopped: Option<Stopped>, rep: &mut Reporter) -> bool {
-    let Some(s) = stopped else { return false };
-    let names = s.names().to_vec();
-    let failed = s.restart();
-    for n in names.iter().filter(|n| !failed.iter().any(|f| &f.0 == *n)) {
-        rep.emit(Record::new("started").with("container", n));
-    }
-    for (n, why) in &failed {
-        rep.warn(
-            &format!(
-                "container '{n}' was stopped for the backup and could NOT be started again: {why}; start it by hand (docker start {n}); the next run will try too"
-            ),
-            Record::new("warning").with("container", n).with("severity", "critical"),
-        );
-    }
-    !failed.is_empty()
-}
-
-fn collector(warnings: &Arc<Mutex<Vec<ArchiveWarning>>>) -> Box<dyn FnMut(ArchiveWarning) + Send> {
-    let w = Arc::clone(warnings);
-    Box::new(move |x| {
-        if let Ok(mut v) = w.lock() {
-            v.push(x);
-        }
-    })
-}
-
-/// One warning record per archive warning (the first 1000; the count after).
-fn emit_warnings(rep: &mut Reporter, warnings: &Arc<Mutex<Vec<ArchiveWarning>>>) -> Vec<String> {
-    let list = warnings.lock().map(|v| v.clone()).unwrap_or_default();
-    let mut texts = Vec::new();
-    for (i, w) in list.iter().enumerate() {
-        let text = format!("'{}' {}", w.path.display(), w.message);
-        if i < 1000 {
-            rep.warn(&text, Record::new("warning").with("entry", &w.path));
-        }
-        texts.push(text);
-    }
-    if list.len() > 1000 {
-        rep.warn(
-            &format!("{} more warnings (see the manifest)", list.len() - 1000),
-            Record::new("warning"),
-        );
-    }
-    texts
-}
-
-fn volume_record(path: serde_json::Value, stats: &ArchiveStats, clock: Instant) -> Record {
-    let c = &stats.counts;
-    Record::new("written")
-        .with("kind", "volume")
-        .with("path", path)
-        .with("bytes", stats.gz.gz_bytes)
-        .with("raw_bytes", stats.tar_bytes)
-        .with("sha256", &stats.gz.sha256)
-        .with("entries", c.entries)
-        .with("files", c.files)
-        .with("file_bytes", c.file_bytes)
-        .with("stored_chunks", stats.gz.stored_chunks)
-        .with("duration_ms", clock.elapsed().as_millis() as u64)
-}
-
-fn file_entry(role: &str, path: &Path, gz: &GzStats, chunks: bool) -> FileEntry {
-    FileEntry {
-        role: role.into(),
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        bytes: gz.gz_bytes,
-        raw_bytes: gz.raw_bytes,
-        sha256: gz.sha256.clone(),
-        crc32: gz.crc32,
-        chunks: chunks.then(|| ChunkIndex::new(&gz.chunks)),
-    }
-}
-
-/// Manifest entry of a small gzip file (the index): read back whole.
-fn small_gz_entry(role: &str, temp: &Path, dest: &Path) -> Result<FileEntry> {
-    let gz = tb_shared::gzip::inflate_file(temp, &mut |_| Ok(())).map_err(|p| {
-        anyhow::anyhow!(
-            "the written index '{}' does not verify: {p}",
-            temp.display()
-        )
-    })?;
-    Ok(FileEntry {
-        role: role.into(),
-        name: dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        bytes: gz.gz_bytes,
-        raw_bytes: gz.raw_bytes,
-        sha256: gz.sha256,
-        crc32: gz.crc32,
-        chunks: None,
-    })
 }
 
 /// Stdout as an owned, `Send` writer for the gzip thread.
