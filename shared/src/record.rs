@@ -17,9 +17,13 @@
 //!
 //! | event | written when | main keys |
 //! |---|---|---|
-//! | `written` | a file was published | `kind`, `path`, `bytes`, `sha256`, and per kind: `raw_bytes`, `tables`, `rows`, `duration_ms` |
+//! | `written` | a file (or a chain point directory) was published | `kind`, `path`, `bytes`, `sha256`, and per kind: `raw_bytes`, `tables`, `rows`, `entries`, `stored`, `added`, `changed`, `deleted`, `parent`, `duration_ms` |
 //! | `removed` | a stale temporary file of ours was deleted | `path`, `reason` |
 //! | `verified` | a file was checked | `path`, `kind`, `verdict` (`good`/`damaged`/`unreadable`), `reason`, `bytes`, `raw_bytes`, `sha256`, `manifest` |
+//! | `chain` | a chain was verified (tb-check) | `path`, `points`, `restorable_points`, `unrestorable_points`, `restorable_from`, `restorable_to` |
+//! | `point` | a chain point and whether it can be restored (tb-restore) | `kind`, `path`, `point`, `point_time`, `restorable`, `parent`, `chain`, `reason` |
+//! | `applied` | a chain point was applied to a restore (tb-restore) | `kind`, `path`, `point`, `entries`, `deleted`, `bytes` |
+//! | `restored` | a restore is in place (tb-restore) | `kind` (`volume`, `chain`), `path`, `target`, counts |
 //! | `warning` | something deserves a look; the run goes on | `message`, often `path` |
 //! | `error` | the run failed | `cause` (see [`crate::error::Cause`]), `message` |
 //! | `summary` | always last | `status`, `exit_code`, `duration_ms`, `warnings`, `errors`, `max_rss_bytes`, tool-specific counts |
