@@ -13,7 +13,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-TOOLS = tb-dump tb-voltar tb-restore tb-check
+TOOLS = tb-dump tb-voltar tb-incr tb-restore tb-check
 
 .PHONY: all build test lint demo bench install deps clean
 
