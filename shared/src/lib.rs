@@ -7,6 +7,8 @@
 //! - [`exit`]: exit codes; [`error`]: failure causes;
 //! - [`atomic`]: publish files so nothing half-written has a final name;
 //! - [`lock`]: one run at a time per backup directory;
+//! - [`retention`]: what to keep (pure rules); [`catalog`]: what a backup
+//!   directory holds, and the retention plan for it;
 //! - [`gzip`]: parallel gzip writing and complete, checked reading;
 //! - [`sqldump`]: completion trailer and row counts of pg_dump output;
 //! - [`manifest`]: the JSON manifest beside each backup;
@@ -21,6 +23,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod catalog;
 pub mod chain;
 pub mod cli;
 pub mod docker;
@@ -34,6 +37,7 @@ pub mod manifest;
 pub mod naming;
 pub mod pg;
 pub mod record;
+pub mod retention;
 pub mod signals;
 pub mod source;
 pub mod sqldump;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use tb_shared::catalog;
 use tb_shared::chain::{self, Depth, PointCheck};
 use tb_shared::cli::{Common, ToolArgs};
 use tb_shared::exit::{Health, Outcome};
@@ -66,7 +67,43 @@ pub enum Command {
         /// Files to verify; none means read paths or records from stdin
         files: Vec<PathBuf>,
     },
+    /// List the backups under a backup root (see `tb-check list --help`)
+    #[command(long_about = LIST_ABOUT)]
+    List {
+        /// The backup root, or any directory of it
+        #[arg(default_value = "/backup/toybox")]
+        root: PathBuf,
+        /// Also list what is not ours (names that do not parse, orphaned
+        /// sidecars); it is never deleted by anything
+        #[arg(long)]
+        all: bool,
+        /// Check every backup completely (as `tb-check verify`) instead of
+        /// trusting its manifest's verdict and sizes
+        #[arg(long)]
+        verify: bool,
+    },
 }
+
+const LIST_ABOUT: &str = "\
+List the backups under a backup root (default /backup/toybox): dumps,
+full volume archives and incremental chain points, one `backup` record
+each, oldest first per directory, then a summary. Its output is what
+tb-prune reads: `tb-check list /backup/toybox | tb-prune`.
+
+Each record has kind (dump, volume, chain_base, chain_incr), label,
+backup_time (from the name, never the mtime), path, bytes, verdict (good,
+damaged or unverified) and reason, the sidecars that go with it (a dump's
+roles file and manifest, an archive's index and manifest), and for chain
+points chain, parent and point. Without --verify the verdict is the one
+recorded in the manifest when the backup was made, checked against the
+sizes of its files (and, for chains, every parent link); with --verify
+every file is read completely.
+
+Names that do not parse are not ours: listed only with --all (`foreign`
+records), and never deleted by any tb tool.
+
+Exit codes: 0 listed (whatever the verdicts; see tb-check verify), 3 the
+root cannot be read.";
 
 impl ToolArgs for Args {
     fn common(&self) -> &Common {
@@ -89,7 +126,81 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
             };
             verify(&files, rep)
         }
+        Command::List { root, all, verify } => list(&root, all, verify, rep),
     }
+}
+
+/// The `backup` record of one backup.
+pub fn backup_record(b: &catalog::Backup) -> Record {
+    let mut r = Record::new("backup")
+        .with("kind", b.kind.as_str())
+        .with("label", &b.label)
+        .with(
+            "backup_time",
+            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+        .path(&b.path)
+        .with("bytes", b.bytes)
+        .with("verdict", b.status.as_str())
+        .with("verified", b.status == catalog::Status::Good);
+    if let Some(why) = b.status.reason() {
+        r.set("reason", why);
+    }
+    if !b.sidecars.is_empty() {
+        r.set(
+            "sidecars",
+            b.sidecars
+                .iter()
+                .map(|p| tb_shared::record::path_value(p))
+                .collect::<Vec<_>>(),
+        );
+    }
+    if let Some(c) = &b.chain {
+        r.set("point", &c.point);
+        if let Some(ch) = &c.chain {
+            r.set("chain", ch);
+        }
+        if let Some(p) = &c.parent {
+            r.set("parent", p);
+        }
+    }
+    r
+}
+
+/// `tb-check list`.
+fn list(root: &Path, all: bool, verify: bool, rep: &mut Reporter) -> Result<Outcome> {
+    let cat = match catalog::scan(root, verify) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(tb_shared::error::Failure::new(
+                tb_shared::error::Cause::NotFound,
+                format!("cannot read the backup root '{}': {e}", root.display()),
+            )
+            .into());
+        }
+    };
+    tb_shared::signals::check()?;
+    let mut damaged = 0u64;
+    for b in &cat.backups {
+        if matches!(b.status, catalog::Status::Damaged(_)) {
+            damaged += 1;
+        }
+        rep.emit(backup_record(b));
+    }
+    if all {
+        for f in &cat.foreign {
+            rep.emit(
+                Record::new("foreign")
+                    .path(&f.path)
+                    .with("reason", &f.reason),
+            );
+        }
+    }
+    rep.summary_field("root", tb_shared::record::path_value(root));
+    rep.summary_field("backups", cat.backups.len());
+    rep.summary_field("damaged", damaged);
+    rep.summary_field("foreign", cat.foreign.len());
+    Ok(Outcome::OK)
 }
 
 /// Paths from stdin: plain lines, or JSON records with a `path`. Records
