@@ -479,3 +479,77 @@ fn a_busy_directory_exits_75_and_deletes_nothing() {
     );
     assert_eq!(snapshot(&root), before);
 }
+
+#[test]
+fn the_plan_keeps_seven_days_of_dumps_with_their_roles_and_manifests() {
+    let pg = tb_testkit::Pg::shared();
+    pg.toybox("toybox");
+    let sb = Sandbox::new();
+    let db = sb.join("root/database");
+    std::fs::create_dir_all(&db).unwrap();
+    for d in 1..=10 {
+        let mut args = vec![
+            "tb-dump".to_string(),
+            "--dbname".into(),
+            "toybox".into(),
+            "--wait".into(),
+            "10".into(),
+            "-o".into(),
+            db.join(format!("toybox_202601{d:02}_030000.sql.gz"))
+                .to_string_lossy()
+                .into(),
+        ];
+        args.extend(pg.conn_args());
+        let mut rep = Reporter::quiet("tb-dump");
+        let outcome = tb_dump::run(tb_dump::Args::parse_from(args), &mut rep).unwrap();
+        assert_eq!(outcome.code, 0);
+    }
+    let names: Vec<String> = std::fs::read_dir(&db)
+        .unwrap()
+        .flatten()
+        .map(|e| name(&e.path()))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(names.len(), 30, "dump, roles and manifest each: {names:?}");
+    let listing = list(&sb.join("root"));
+    let listed = records(&listing);
+    assert_eq!(
+        events(&listed, "backup").len(),
+        10,
+        "roles and manifests are sidecars"
+    );
+    assert_eq!(
+        events(&listed, "backup")[0]["sidecars"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let out = prune(&listing, &["--now", "2026-01-10T03:30:00"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(
+        decided(&recs, "deleted"),
+        vec![
+            "toybox_20260101_030000.sql.gz",
+            "toybox_20260102_030000.sql.gz",
+            "toybox_20260103_030000.sql.gz"
+        ]
+    );
+    let mut left: Vec<String> = snapshot(&db).into_keys().collect();
+    left.retain(|n| n.starts_with("toybox_2026"));
+    assert_eq!(left.len(), 21, "{left:?}");
+    for d in 1..=3 {
+        for ext in ["sql.gz", "roles.sql.gz", "manifest.json"] {
+            assert!(
+                !db.join(format!("toybox_202601{d:02}_030000.{ext}"))
+                    .exists()
+            );
+        }
+    }
+}
