@@ -152,6 +152,12 @@ pub struct DumpFacts {
     pub tables: BTreeMap<String, u64>,
     /// Uncompressed bytes seen.
     pub raw_bytes: u64,
+    /// Roles the dump's statements name (`OWNER TO`, `GRANT … TO`,
+    /// `REVOKE … FROM`, `FOR ROLE`): a restore needs them to exist.
+    pub roles: std::collections::BTreeSet<String>,
+    /// Extensions it creates (`CREATE EXTENSION`): the target server must
+    /// have them available.
+    pub extensions: std::collections::BTreeSet<String>,
 }
 
 impl DumpFacts {
@@ -566,6 +572,8 @@ impl DumpScanner {
             self.unrestricted = Some(k.trim().to_string());
         } else if line.starts_with("SELECT pg_catalog.lo_create(") {
             self.facts.large_objects += 1;
+        } else {
+            requirements(&line, &mut self.facts);
         }
     }
 
@@ -642,6 +650,76 @@ impl DumpScanner {
 
 /// The table name of `COPY <name> (cols) FROM stdin;` as written, quotes
 /// kept (`public."Odd Name"`).
+/// An identifier as pg_dump writes it (`name` or `"Quoted ""Name"""`) at
+/// the start of `s`: its value and the rest.
+fn ident(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start();
+    if let Some(rest) = s.strip_prefix('"') {
+        let mut out = String::new();
+        let mut it = rest.char_indices();
+        while let Some((i, c)) = it.next() {
+            if c == '"' {
+                if rest[i + 1..].starts_with('"') {
+                    out.push('"');
+                    it.next();
+                } else {
+                    return Some((out, &rest[i + 1..]));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return None;
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(s.len());
+    (end > 0).then(|| (s[..end].to_string(), &s[end..]))
+}
+
+/// Roles and extensions a statement line needs.
+fn requirements(line: &str, facts: &mut DumpFacts) {
+    let mut role_list = |list: &str| {
+        let mut rest = list;
+        while let Some((name, r)) = ident(rest) {
+            if !matches!(
+                name.to_ascii_uppercase().as_str(),
+                "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"
+            ) || name != name.to_ascii_uppercase()
+            {
+                facts.roles.insert(name);
+            }
+            let r = r.trim_start();
+            match r.strip_prefix(',') {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+    };
+    if line.starts_with("ALTER ")
+        && let Some(i) = line.rfind(" OWNER TO ")
+    {
+        role_list(&line[i + " OWNER TO ".len()..]);
+    } else if line.starts_with("GRANT ") {
+        if let Some(i) = line.rfind(" TO ") {
+            role_list(&line[i + 4..]);
+        }
+    } else if line.starts_with("REVOKE ") {
+        if let Some(i) = line.rfind(" FROM ") {
+            role_list(&line[i + 6..]);
+        }
+    } else if let Some(rest) = line
+        .strip_prefix("CREATE EXTENSION IF NOT EXISTS ")
+        .or_else(|| line.strip_prefix("CREATE EXTENSION "))
+        && let Some((name, _)) = ident(rest)
+    {
+        facts.extensions.insert(name);
+    }
+    if let Some(rest) = line.strip_prefix("ALTER DEFAULT PRIVILEGES FOR ROLE ") {
+        role_list(rest);
+    }
+}
+
 fn copy_table_name(rest: &str) -> String {
     let mut out = String::new();
     let mut in_quotes = false;
@@ -850,6 +928,35 @@ mod tests {
         let (f, v) = scan(d.as_bytes(), 4096);
         assert_eq!(v, Ok(()));
         assert_eq!(f.tables.get("public.wide"), Some(&2));
+    }
+
+    #[test]
+    fn roles_and_extensions_a_restore_needs_are_collected() {
+        let body = "CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;\n\
+            CREATE EXTENSION \"uuid-ossp\";\n\
+            ALTER TABLE public.users OWNER TO app;\n\
+            ALTER SCHEMA s OWNER TO \"Odd \"\"Role\"\"\";\n\
+            GRANT SELECT ON TABLE public.users TO reader, \"report ing\" WITH GRANT OPTION;\n\
+            GRANT ALL ON SCHEMA public TO PUBLIC;\n\
+            REVOKE ALL ON TABLE public.users FROM old_role;\n\
+            ALTER DEFAULT PRIVILEGES FOR ROLE owner_role IN SCHEMA public GRANT SELECT ON TABLES TO reader;\n\
+            CREATE FUNCTION public.f() RETURNS void AS $$\nGRANT SELECT ON t TO inside_body;\n$$ LANGUAGE sql;\n";
+        let (facts, done) = scan(db_dump(body).as_bytes(), 7);
+        assert_eq!(done, Ok(()));
+        let roles: Vec<&str> = facts.roles.iter().map(String::as_str).collect();
+        assert_eq!(
+            roles,
+            vec![
+                "Odd \"Role\"",
+                "app",
+                "old_role",
+                "owner_role",
+                "reader",
+                "report ing"
+            ]
+        );
+        let ext: Vec<&str> = facts.extensions.iter().map(String::as_str).collect();
+        assert_eq!(ext, vec!["pgcrypto", "uuid-ossp"]);
     }
 
     #[test]

@@ -41,6 +41,14 @@ use tb_shared::record::{Record, Reporter, path_value};
 use tb_shared::signals;
 
 mod chain_restore;
+mod dump_restore;
+
+/// Is `p` a dump by its name (`….sql.gz`, not a roles file)?
+fn is_dump_file(p: &Path) -> bool {
+    BackupName::parse(p.file_name().unwrap_or_default()).is_some_and(|n| n.kind == Kind::Dump)
+        || p.to_string_lossy().ends_with(".sql.gz")
+            && !p.to_string_lossy().ends_with(".roles.sql.gz")
+}
 
 const ABOUT: &str =
     "Restore a volume archive or an incremental chain into a directory or a Docker volume";
@@ -66,14 +74,16 @@ one chosen with --at: BACKUP is the incremental directory with --name
 LABEL, or the chain directory DIR/LABEL, or one point directory. The
 whole chain is checked first (every manifest, parent link and sha256);
 when the point cannot be restored, nothing is touched and the restorable
-points are named. Then the base and every point after it down to the
-chosen one are applied (deleted paths removed, the archive extracted),
-and the result is compared with the point's complete listing before it
-is moved into place.
+points are named. Then the base and each point on the way from it to the
+chosen one (by parent links) are applied (deleted paths removed, the
+archive extracted), and the result is compared with the point's complete
+listing before it is moved into place.
 
 Restore without tb:
   mkdir TARGET && tar -xzpf ARCHIVE --numeric-owner --xattrs --xattrs-include='*' -C TARGET
-  and for a chain, for every point from the base up to the chosen one:
+  and for a chain, the base, then each point on the way to the chosen one
+  (its parent is chain.parent in its manifest: the point before it, or for
+  a differential point the base alone), in order:
   (cd TARGET && xargs -0 -r rm -rf -- < POINT/deleted.nul)
   tar -xzpf POINT/archive.tar.gz --numeric-owner --xattrs --xattrs-include='*' -C TARGET
 
@@ -103,12 +113,7 @@ pub struct Args {
 
     /// Restore into this directory (created if missing; must be empty
     /// unless --force)
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "volume",
-        conflicts_with = "volume"
-    )]
+    #[arg(long, value_name = "DIR", conflicts_with = "volume")]
     pub target: Option<PathBuf>,
 
     /// Restore into this Docker volume (created if missing; no running
@@ -120,6 +125,38 @@ pub struct Args {
     /// are replaced, nothing else is removed, and a failure is not taken back
     #[arg(long)]
     pub force: bool,
+
+    /// A dump: restore into this database (created; it must not exist or
+    /// be empty, unless --clean)
+    #[arg(short = 'd', long, value_name = "NAME", conflicts_with_all = ["target", "volume"])]
+    pub dbname: Option<String>,
+
+    /// A dump: the server's host or socket directory (else PGHOST)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// A dump: the server's port (else PGPORT)
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<String>,
+
+    /// A dump: the user to connect as (else PGUSER); the password comes
+    /// from PGPASSWORD or ~/.pgpass only
+    #[arg(short = 'U', long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// A dump: run psql inside this container (docker exec -i, never a TTY)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+
+    /// A dump: replace a database that is not empty (the old one is dropped
+    /// only after the new one restored and checked)
+    #[arg(long)]
+    pub clean: bool,
+
+    /// A dump: restore the roles file beside it first when the server lacks
+    /// roles the dump needs
+    #[arg(long)]
+    pub with_roles: bool,
 
     /// The docker CLI
     #[arg(
@@ -188,7 +225,7 @@ fn open_input(args: &Args, rep: &mut Reporter) -> Result<Input> {
         && matches!(n.kind, Kind::Dump | Kind::Roles)
     {
         return Err(usage(format!(
-            "'{}' is a database dump: tb-restore restores volume archives so far; restore a dump with: gunzip -c '{}' | psql -v ON_ERROR_STOP=1 -d DATABASE (see the README)",
+            "'{}' is a roles file (pg_dumpall --globals-only): restore it with: gunzip -c '{}' | psql -d postgres, or restore its dump with --dbname NAME --with-roles",
             p.display(),
             p.display()
         )));
@@ -677,6 +714,38 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     if !is_chain && (args.name.is_some() || args.at.is_some()) {
         return Err(usage(
             "--name and --at choose a point of an incremental chain: give the incremental directory (or a chain directory) as BACKUP".into(),
+        ));
+    }
+    if args.dbname.is_some() || is_dump_file(&args.backup) {
+        if is_chain {
+            return Err(usage(
+                "--dbname restores a dump (.sql.gz), not a directory".into(),
+            ));
+        }
+        if args.dbname.is_none() {
+            return Err(usage(format!(
+                "'{}' is a database dump: give --dbname NAME (the database to restore into; add --host/--port/--username or --container as for tb-dump)",
+                args.backup.display()
+            )));
+        }
+        let input = if args.backup == Path::new("-") {
+            rep.warn(
+                "the dump comes from stdin: it cannot be verified before the restore; it is checked as it streams, and the restore is taken back if it is incomplete",
+                Record::new("warning"),
+            );
+            dump_restore::DumpInput {
+                path: None,
+                manifest: None,
+                facts: None,
+            }
+        } else {
+            dump_restore::verify_dump(&args.backup, rep)?
+        };
+        return dump_restore::restore_dump(&args, &input, rep, clock);
+    }
+    if args.target.is_none() && args.volume.is_none() {
+        return Err(usage(
+            "give --target DIR or --volume NAME for a volume archive or chain, or --dbname NAME for a dump".into(),
         ));
     }
     let source = if is_chain {

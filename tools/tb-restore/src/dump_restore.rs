@@ -1,0 +1,907 @@
+//! Restoring a dump (tb-dump's `.sql.gz`, or any gzipped plain pg_dump)
+//! into a database, all or nothing.
+//!
+//! # Why a new database, renamed into place
+//!
+//! `psql --single-transaction` does not make a plain dump all-or-nothing:
+//! pg_dump writes its own `BEGIN`/`COMMIT` around large objects, which ends
+//! psql's transaction early, and a failure after that leaves a half-restored
+//! database. So the dump is restored into a new database (created from
+//! `template0` with the dump's encoding) under a temporary name, with
+//! `ON_ERROR_STOP`; only when psql succeeded and every table's row count
+//! matches the manifest is it renamed to the target (with `--clean`, the
+//! old target is renamed away first and dropped after). A failure drops the
+//! temporary database: the target is as it was.
+//!
+//! # Preflight
+//!
+//! Before anything is created: the file verifies completely (gzip CRC,
+//! trailer, manifest sha256: one pass that also collects the roles and
+//! extensions the dump needs); the dump's pg_dump is not newer than the
+//! target server; the target does not exist, or holds no tables (else
+//! `--clean`); every role the dump names exists (or `--with-roles` restores
+//! the roles file first); every extension it creates is available.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use tb_shared::error::{Cause, Failure};
+use tb_shared::exit::Outcome;
+use tb_shared::gzip::InflateReader;
+use tb_shared::manifest::Manifest;
+use tb_shared::naming::{manifest_path, roles_path};
+use tb_shared::pg::{Conn, explain_failure};
+use tb_shared::record::{Record, Reporter, path_value};
+use tb_shared::signals;
+use tb_shared::sqldump::{DumpFacts, DumpKind, DumpScanner};
+use tb_shared::verify::{Verdict, check_file};
+
+use crate::Args;
+
+/// `"name"` for SQL.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'text'` for SQL.
+pub(crate) fn quote_lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The connection of the restore's arguments.
+pub(crate) fn conn(args: &Args) -> Conn {
+    Conn {
+        host: args.host.clone(),
+        port: args.port.clone(),
+        username: args.username.clone(),
+        container: args.container.clone(),
+        docker: args.docker.clone(),
+    }
+}
+
+/// A database other than the target to run administrative statements in.
+const MAINTENANCE_DB: &str = "postgres";
+
+/// Run SQL with psql in `db`; the unaligned, tuples-only output.
+pub(crate) fn psql(conn: &Conn, db: &str, sql: &str) -> Result<String> {
+    let args: Vec<OsString> = [
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        db,
+        "-f",
+        "-",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let mut cmd = conn.command("psql", &args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(e, conn))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(sql.as_bytes());
+    }
+    let out = child.wait_with_output().context("cannot wait for psql")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(explain_failure(
+            &conn.describe("psql"),
+            Some(out.status),
+            &stderr,
+            conn.container.is_some(),
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn spawn_error(e: io::Error, conn: &Conn) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        let hint = if conn.container.is_some() {
+            "is the Docker CLI installed?"
+        } else {
+            "install the PostgreSQL client (apt-get install postgresql-client), or restore with --container NAME"
+        };
+        Failure::new(
+            Cause::NotFound,
+            format!("cannot run psql: not found; {hint}"),
+        )
+        .into()
+    } else {
+        anyhow::Error::new(e).context("cannot run psql")
+    }
+}
+
+/// The major version of a version string (`15.18 (Debian …)` -> 15; `9.6.2` -> 9).
+pub(crate) fn major(v: &str) -> Option<u32> {
+    v.trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What is known about the dump before restoring it.
+pub(crate) struct DumpInput {
+    pub path: Option<PathBuf>,
+    pub manifest: Option<Manifest>,
+    pub facts: Option<DumpFacts>,
+}
+
+impl DumpInput {
+    fn shown(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// Expected row counts: the manifest's, else what the scan counted.
+    fn expected_rows(&self) -> Option<BTreeMap<String, u64>> {
+        if let Some(t) = self
+            .manifest
+            .as_ref()
+            .and_then(|m| m.database.as_ref())
+            .map(|d| d.tables.clone())
+        {
+            return Some(t);
+        }
+        self.facts.as_ref().map(|f| f.tables.clone())
+    }
+
+    fn encoding(&self) -> Option<String> {
+        self.manifest
+            .as_ref()
+            .and_then(|m| m.database.as_ref())
+            .and_then(|d| d.encoding.clone())
+            .filter(|e| !e.is_empty())
+            .or_else(|| self.facts.as_ref().and_then(|f| f.encoding.clone()))
+    }
+
+    fn pg_dump_version(&self) -> Option<String> {
+        self.facts
+            .as_ref()
+            .and_then(|f| f.pg_dump_version.clone())
+            .or_else(|| {
+                self.manifest
+                    .as_ref()
+                    .and_then(|m| m.database.as_ref())
+                    .and_then(|d| d.pg_dump_version.clone())
+            })
+    }
+}
+
+fn check_record(check: &str, ok: bool) -> Record {
+    Record::new("check").with("check", check).with("ok", ok)
+}
+
+/// Verify the dump file completely: the `verify` check.
+pub(crate) fn verify_dump(path: &Path, rep: &mut Reporter) -> Result<DumpInput> {
+    let c = check_file(path);
+    signals::check()?;
+    if c.verdict != Verdict::Good || c.kind != "dump" {
+        let why = c
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("it is a {} file, not a database dump", c.kind));
+        rep.emit(
+            check_record("verify", false)
+                .path(path)
+                .with("reason", &why),
+        );
+        let cause = if c.verdict == Verdict::Unreadable {
+            Cause::NotFound
+        } else {
+            Cause::Damaged
+        };
+        bail!(Failure::new(
+            cause,
+            format!(
+                "'{}' does not verify: {why}; nothing was touched",
+                path.display()
+            )
+        ));
+    }
+    let mpath = manifest_path(path);
+    let manifest = if mpath.exists() {
+        Some(Manifest::load(&mpath).map_err(|e| Failure::new(Cause::Damaged, format!("{e:#}")))?)
+    } else {
+        rep.warn(
+            &format!(
+                "no manifest beside '{}': row counts are checked against what the dump itself holds",
+                path.display()
+            ),
+            Record::new("warning").path(path),
+        );
+        None
+    };
+    let mut r = check_record("verify", true).path(path);
+    if let Some(gz) = &c.gz {
+        r.set("bytes", gz.gz_bytes);
+        r.set("sha256", &gz.sha256);
+    }
+    if let Some(f) = &c.facts {
+        r.set("tables", f.tables.len());
+        r.set("rows", f.rows());
+    }
+    rep.emit(r);
+    Ok(DumpInput {
+        path: Some(path.to_path_buf()),
+        manifest,
+        facts: c.facts,
+    })
+}
+
+/// The server's major version.
+fn server_major(conn: &Conn) -> Result<u32> {
+    let v = psql(conn, MAINTENANCE_DB, "SHOW server_version_num;")?;
+    let n: u32 = v
+        .trim()
+        .parse()
+        .with_context(|| format!("unexpected server_version_num '{}'", v.trim()))?;
+    Ok(if n >= 100_000 { n / 10_000 } else { n / 100 })
+}
+
+/// Does database `name` exist, and how many tables, sequences, views and
+/// large objects does it hold?
+fn target_state(conn: &Conn, name: &str) -> Result<Option<u64>> {
+    let exists = psql(
+        conn,
+        MAINTENANCE_DB,
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {};",
+            quote_lit(name)
+        ),
+    )?;
+    if exists.trim() == "0" {
+        return Ok(None);
+    }
+    let n = psql(
+        conn,
+        name,
+        "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r','p','v','m','S','f') AND n.nspname NOT IN ('pg_catalog','information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%') \
+         + (SELECT count(*) FROM pg_largeobject_metadata);",
+    )?;
+    Ok(Some(n.trim().parse().unwrap_or(u64::MAX)))
+}
+
+fn lines(s: &str) -> std::collections::BTreeSet<String> {
+    s.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Roles the dump needs that the server lacks.
+fn missing_roles(conn: &Conn, input: &DumpInput) -> Result<Vec<String>> {
+    let Some(f) = &input.facts else {
+        return Ok(Vec::new());
+    };
+    let have = lines(&psql(
+        conn,
+        MAINTENANCE_DB,
+        "SELECT rolname FROM pg_roles;",
+    )?);
+    Ok(f.roles
+        .iter()
+        .filter(|r| !have.contains(*r))
+        .cloned()
+        .collect())
+}
+
+/// Restore the roles file beside the dump (errors for roles that already
+/// exist are expected and ignored; what matters is checked after).
+fn restore_roles(conn: &Conn, dump: &Path, rep: &mut Reporter) -> Result<()> {
+    let roles = roles_path(dump);
+    let c = check_file(&roles);
+    if c.verdict != Verdict::Good {
+        bail!(Failure::new(
+            Cause::Damaged,
+            format!(
+                "--with-roles: the roles file '{}' does not verify: {}",
+                roles.display(),
+                c.reason.unwrap_or_default()
+            )
+        ));
+    }
+    let args: Vec<OsString> = ["-X", "-q", "-d", MAINTENANCE_DB, "-f", "-"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    let mut cmd = conn.command("psql", &args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(e, conn))?;
+    let mut stdin = child.stdin.take().context("psql has no stdin")?;
+    let mut gz = flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(&roles)
+            .with_context(|| format!("cannot open '{}'", roles.display()))?,
+    );
+    let copied = io::copy(&mut gz, &mut stdin);
+    drop(stdin);
+    let out = child.wait_with_output().context("cannot wait for psql")?;
+    copied.with_context(|| format!("cannot send '{}' to psql", roles.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = stderr.lines().filter(|l| l.contains("ERROR:")).count();
+    rep.emit(
+        Record::new("restored")
+            .with("kind", "roles")
+            .path(&roles)
+            .with("errors_ignored", errors),
+    );
+    Ok(())
+}
+
+fn missing_extensions(conn: &Conn, input: &DumpInput) -> Result<Vec<String>> {
+    let Some(f) = &input.facts else {
+        return Ok(Vec::new());
+    };
+    if f.extensions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let have = lines(&psql(
+        conn,
+        MAINTENANCE_DB,
+        "SELECT name FROM pg_available_extensions;",
+    )?);
+    Ok(f.extensions
+        .iter()
+        .filter(|e| !have.contains(*e))
+        .cloned()
+        .collect())
+}
+
+/// Every preflight check; errors name what is missing and the way forward.
+pub(crate) fn preflight(
+    args: &Args,
+    conn: &Conn,
+    input: &DumpInput,
+    target: &str,
+    rep: &mut Reporter,
+) -> Result<Option<u64>> {
+    // The server and its version.
+    let server = server_major(conn)?;
+    let dump_v = input.pg_dump_version();
+    let dump_major = dump_v.as_deref().and_then(major);
+    let ok = dump_major.is_none_or(|d| d <= server);
+    let mut r = check_record("version", ok).with("server_major", server);
+    if let Some(v) = &dump_v {
+        r.set("pg_dump_version", v);
+    }
+    rep.emit(r);
+    if !ok {
+        bail!(Failure::new(
+            Cause::VersionMismatch,
+            format!(
+                "the dump was made by pg_dump {} and the target server is PostgreSQL {server}: a dump from a newer pg_dump may use syntax the older server does not know; restore onto PostgreSQL {} or newer",
+                dump_v.unwrap_or_default(),
+                dump_major.unwrap_or_default()
+            )
+        ));
+    }
+    // The target.
+    let state = target_state(conn, target)?;
+    let ok = match state {
+        None | Some(0) => true,
+        Some(_) => args.clean,
+    };
+    let mut r = check_record("target", ok)
+        .with("dbname", target)
+        .with("exists", state.is_some());
+    if let Some(n) = state {
+        r.set("objects", n);
+    }
+    rep.emit(r);
+    if !ok {
+        bail!(Failure::new(
+            Cause::NotEmpty,
+            format!(
+                "the database '{target}' already holds {} tables, sequences, views or large objects: restore into a new database (--dbname NEW), or give --clean to replace it (it is dropped only after the restore succeeded)",
+                state.unwrap_or_default()
+            )
+        ));
+    }
+    // Roles.
+    let mut missing = missing_roles(conn, input)?;
+    if !missing.is_empty() && args.with_roles {
+        match &input.path {
+            Some(p) => {
+                restore_roles(conn, p, rep)?;
+                missing = missing_roles(conn, input)?;
+            }
+            None => bail!(usage_err(
+                "--with-roles needs the dump as a file (its roles file lies beside it), not stdin"
+            )),
+        }
+    }
+    rep.emit(check_record("roles", missing.is_empty()).with("missing", &missing));
+    if !missing.is_empty() {
+        let with = input
+            .path
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "give --with-roles to restore '{}' first, or ",
+                    roles_path(p).display()
+                )
+            })
+            .unwrap_or_default();
+        bail!(Failure::new(
+            Cause::NoRole,
+            format!(
+                "the dump needs roles that the server does not have: {}; {with}create them (CREATE ROLE …)",
+                missing.join(", ")
+            )
+        ));
+    }
+    // Extensions.
+    let missing = missing_extensions(conn, input)?;
+    rep.emit(check_record("extensions", missing.is_empty()).with("missing", &missing));
+    if !missing.is_empty() {
+        bail!(Failure::new(
+            Cause::NotFound,
+            format!(
+                "the dump creates extensions that the target server does not have: {}; install them on the server (often the package postgresql-contrib or postgresql-NN-EXTENSION)",
+                missing.join(", ")
+            )
+        ));
+    }
+    Ok(state)
+}
+
+fn usage_err(msg: &str) -> anyhow::Error {
+    Failure::new(Cause::BadInput, msg.to_string()).into()
+}
+
+/// The first error psql printed, with its line: `(line, message)`.
+fn first_error(stderr: &str) -> Option<(Option<u64>, String)> {
+    let l = stderr
+        .lines()
+        .find(|l| l.contains("ERROR:") || l.contains("FATAL:"))?;
+    // psql:<stdin>:123: ERROR:  message
+    let line = l
+        .split(':')
+        .nth(2)
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    let msg = l
+        .find("ERROR:")
+        .or_else(|| l.find("FATAL:"))
+        .map(|i| l[i..].trim().to_string())
+        .unwrap_or_else(|| l.to_string());
+    Some((line, msg))
+}
+
+/// Line `n` (1-based) of the dump, shortened: the statement psql stopped at.
+fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
+    let p = input.path.as_ref()?;
+    let f = std::fs::File::open(p).ok()?;
+    let r = io::BufReader::new(flate2::read::MultiGzDecoder::new(f));
+    let line = r.split(b'\n').nth(n.checked_sub(1)? as usize)?.ok()?;
+    let s = String::from_utf8_lossy(&line).into_owned();
+    Some(if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s
+    })
+}
+
+/// Stream the dump (file or stdin) into psql on database `db`; the scanner
+/// checks completeness on the way (for stdin, the only check).
+fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
+    let args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", "-"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    let mut cmd = conn.command("psql", &args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(e, conn))?;
+    let _registered = signals::Child::register(child.id());
+    let mut stderr = child.stderr.take().context("psql has no stderr")?;
+    let errs = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if buf.len() < 64 << 10 {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let chunks = input
+        .manifest
+        .as_ref()
+        .and_then(|m| m.files.iter().find(|f| f.role == "dump"))
+        .and_then(|f| f.chunks.as_ref())
+        .and_then(|c| c.chunks());
+    let mut reader = match &input.path {
+        Some(p) => InflateReader::open(p, chunks, tb_shared::gzip::default_threads()),
+        None => InflateReader::from_reader(io::stdin()),
+    };
+    let mut scanner = DumpScanner::new(DumpKind::Database);
+    let mut stdin = child.stdin.take().context("psql has no stdin")?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut send_error = None;
+    loop {
+        if let Err(e) = signals::check() {
+            send_error = Some(e);
+            break;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break, // the reader's own verdict comes from finish()
+        };
+        scanner.feed(&buf[..n]);
+        if stdin.write_all(&buf[..n]).is_err() {
+            break; // psql stopped: its stderr says why
+        }
+    }
+    let gz = reader.finish();
+    let (facts, complete) = scanner.finish();
+    let incomplete = match (&gz, &complete) {
+        (Err(p), _) => Some(p.to_string()),
+        (Ok(_), Err(why)) => Some(why.to_string()),
+        _ => None,
+    };
+    if incomplete.is_some() || send_error.is_some() {
+        // Never let psql reach the end of a cut stream: it would commit
+        // what it has. Kill it; the temporary database is dropped.
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait().context("cannot wait for psql")?;
+    let said = errs.join().unwrap_or_default();
+    if let Some(e) = send_error {
+        return Err(e);
+    }
+    if let Some(why) = incomplete {
+        bail!(Failure::new(
+            Cause::Incomplete,
+            format!("'{}' is incomplete: {why}", input.shown())
+        ));
+    }
+    if !status.success() {
+        if let Some((line, msg)) = first_error(&said) {
+            let at = match line {
+                Some(n) => {
+                    let stmt = dump_line(input, n)
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default();
+                    format!(" at line {n} of the dump{stmt}")
+                }
+                None => String::new(),
+            };
+            let (cause, _) = tb_shared::pg::classify(&said, conn.container.is_some());
+            let cause = if cause == Cause::Other {
+                Cause::Other
+            } else {
+                cause
+            };
+            bail!(Failure::new(
+                cause,
+                format!("the restore stopped{at}: {msg}")
+            ));
+        }
+        return Err(explain_failure(
+            &conn.describe("psql"),
+            Some(status),
+            &said,
+            conn.container.is_some(),
+        )
+        .into());
+    }
+    Ok(facts)
+}
+
+/// A table's restored row count and the count the dump has.
+type TableCount = (String, u64, u64);
+
+/// Row counts of `tables` (names as the dump writes them) in `db`.
+fn count_rows(conn: &Conn, db: &str, tables: &[String]) -> Result<Vec<u64>> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql: String = tables
+        .iter()
+        .map(|t| format!("SELECT count(*) FROM {t};\n"))
+        .collect();
+    let out = psql(conn, db, &sql)?;
+    let counts: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    if counts.len() != tables.len() {
+        bail!(
+            "cannot count the rows of the restored tables (psql printed {} counts for {} tables)",
+            counts.len(),
+            tables.len()
+        );
+    }
+    Ok(counts)
+}
+
+fn drop_db(conn: &Conn, db: &str) -> Result<String> {
+    psql(
+        conn,
+        MAINTENANCE_DB,
+        &format!("DROP DATABASE IF EXISTS {};", quote_ident(db)),
+    )
+}
+
+/// A temporary database name for a restore into `target` (at most 63 bytes).
+fn temp_name(target: &str, what: &str) -> String {
+    let short: String = target
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(30)
+        .collect();
+    format!("tb_{what}_{short}_{}", std::process::id())
+}
+
+/// Drop the temporary databases of killed restores (`tb_restore_…_PID`
+/// whose process is gone). A `tb_old_…` database (a replaced target whose
+/// restore was killed in the instant between the two renames) is never
+/// dropped: it is named in a warning.
+fn drop_stale(conn: &Conn, rep: &mut Reporter) {
+    let Ok(out) = psql(
+        conn,
+        MAINTENANCE_DB,
+        "SELECT datname FROM pg_database WHERE datname LIKE 'tb\\_restore\\_%' OR datname LIKE 'tb\\_old\\_%';",
+    ) else {
+        return;
+    };
+    for name in out.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        let pid = name.rsplit('_').next().and_then(|p| p.parse::<i32>().ok());
+        let alive = pid.is_some_and(|p| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                .map(|_| true)
+                .unwrap_or_else(|e| e != nix::errno::Errno::ESRCH)
+        });
+        if alive || pid.is_none() {
+            continue;
+        }
+        if name.starts_with("tb_old_") {
+            rep.warn(
+                &format!("the database '{name}' is a database replaced by a restore that was killed: check it, rename it back or drop it by hand"),
+                Record::new("warning").with("dbname", name),
+            );
+        } else if drop_db(conn, name).is_ok() {
+            rep.emit(
+                Record::new("removed")
+                    .with("dbname", name)
+                    .with("reason", "temporary database of an interrupted restore"),
+            );
+        }
+    }
+}
+
+/// Restore a whole dump into `--dbname`.
+pub(crate) fn restore_dump(
+    args: &Args,
+    input: &DumpInput,
+    rep: &mut Reporter,
+    clock: Instant,
+) -> Result<Outcome> {
+    let conn = conn(args);
+    let target = args
+        .dbname
+        .clone()
+        .ok_or_else(|| usage_err("give --dbname NAME: the database to restore into"))?;
+    let state = preflight(args, &conn, input, &target, rep)?;
+    drop_stale(&conn, rep);
+    let temp = temp_name(&target, "restore");
+    let encoding = input.encoding().unwrap_or_else(|| "UTF8".into());
+    psql(
+        &conn,
+        MAINTENANCE_DB,
+        &format!(
+            "CREATE DATABASE {} WITH TEMPLATE template0 ENCODING {};",
+            quote_ident(&temp),
+            quote_lit(&encoding)
+        ),
+    )
+    .map_err(|e| {
+        anyhow::Error::new(Failure::new(
+            tb_shared::error::cause_of(&e),
+            format!("cannot create the database for the restore (encoding {encoding}): {e:#}"),
+        ))
+    })?;
+    let result = (|| -> Result<(DumpFacts, Vec<TableCount>)> {
+        let started = Instant::now();
+        let facts = stream_into(&conn, input, &temp)?;
+        let restore_ms = started.elapsed().as_millis() as u64;
+        let expected = input
+            .expected_rows()
+            .unwrap_or_else(|| facts.tables.clone());
+        let names: Vec<String> = expected.keys().cloned().collect();
+        let got = count_rows(&conn, &temp, &names)?;
+        let mut rows = Vec::new();
+        let mut bad = Vec::new();
+        for (name, n) in names.iter().zip(got) {
+            let want = expected[name];
+            if n != want {
+                bad.push(format!("{name}: {n} rows, the dump has {want}"));
+            }
+            rows.push((name.clone(), n, want));
+        }
+        rep.emit(
+            Record::new("step")
+                .with("step", "psql")
+                .with("duration_ms", restore_ms),
+        );
+        for (name, n, want) in &rows {
+            rep.emit(
+                Record::new("table")
+                    .with("table", name)
+                    .with("rows", *n)
+                    .with("expected", *want)
+                    .with("ok", n == want),
+            );
+        }
+        if !bad.is_empty() {
+            bail!(Failure::new(
+                Cause::Damaged,
+                format!(
+                    "the restored row counts do not match the dump: {}",
+                    bad.join("; ")
+                )
+            ));
+        }
+        Ok((facts, rows))
+    })();
+    let (facts, rows) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let note = match drop_db(&conn, &temp) {
+                Ok(_) => format!("the database '{target}' is as it was"),
+                Err(d) => format!(
+                    "the database '{target}' is as it was; the temporary database '{temp}' could not be dropped ({d:#}): drop it by hand"
+                ),
+            };
+            return Err(
+                Failure::new(tb_shared::error::cause_of(&e), format!("{e:#}; {note}")).into(),
+            );
+        }
+    };
+    // Into place.
+    let old = temp_name(&target, "old");
+    let moved = (|| -> Result<()> {
+        if state.is_some() {
+            psql(
+                &conn,
+                MAINTENANCE_DB,
+                &format!(
+                    "ALTER DATABASE {} RENAME TO {};",
+                    quote_ident(&target),
+                    quote_ident(&old)
+                ),
+            )?;
+        }
+        if let Err(e) = psql(
+            &conn,
+            MAINTENANCE_DB,
+            &format!(
+                "ALTER DATABASE {} RENAME TO {};",
+                quote_ident(&temp),
+                quote_ident(&target)
+            ),
+        ) {
+            if state.is_some() {
+                let _ = psql(
+                    &conn,
+                    MAINTENANCE_DB,
+                    &format!(
+                        "ALTER DATABASE {} RENAME TO {};",
+                        quote_ident(&old),
+                        quote_ident(&target)
+                    ),
+                );
+            }
+            return Err(e);
+        }
+        Ok(())
+    })();
+    if let Err(e) = moved {
+        let _ = drop_db(&conn, &temp);
+        let busy = format!("{e:#}").contains("being accessed by other users");
+        let hint = if busy {
+            ": other sessions are connected to it; stop the application (e.g. docker compose stop backend), then restore again"
+        } else {
+            ""
+        };
+        bail!(Failure::new(
+            if busy {
+                Cause::InUse
+            } else {
+                tb_shared::error::cause_of(&e)
+            },
+            format!(
+                "cannot put the restored database in place as '{target}'{hint} ({e:#}); '{target}' is as it was"
+            )
+        ));
+    }
+    if state.is_some()
+        && let Err(e) = drop_db(&conn, &old)
+    {
+        rep.warn(
+            &format!("the replaced database, now named '{old}', could not be dropped ({e:#}): drop it by hand"),
+            Record::new("warning").with("dbname", &old),
+        );
+    }
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    let mut rec = Record::new("restored")
+        .with("kind", "dump")
+        .with(
+            "path",
+            input
+                .path
+                .as_ref()
+                .map(|p| path_value(p))
+                .unwrap_or_else(|| "-".into()),
+        )
+        .with("dbname", &target)
+        .with("replaced", state.is_some())
+        .with("tables", rows.len())
+        .with("rows", total)
+        .with("large_objects", facts.large_objects)
+        .with("encoding", &encoding)
+        .with(
+            "checked",
+            if input.manifest.is_some() {
+                "manifest"
+            } else {
+                "dump"
+            },
+        )
+        .with("duration_ms", clock.elapsed().as_millis() as u64);
+    if let Some(c) = &args.container {
+        rec.set("container", c);
+    }
+    rep.emit(rec);
+    rep.summary_field("restored", 1);
+    rep.summary_field("dbname", &target);
+    Ok(rep.outcome())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_quoting() {
+        assert_eq!(major("15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(major("9.6.24"), Some(9));
+        assert_eq!(major("17devel"), Some(17));
+        assert_eq!(major(""), None);
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_lit("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn psql_errors_give_their_line() {
+        let e = "psql:<stdin>:1234: ERROR:  relation \"x\" does not exist\n";
+        assert_eq!(
+            first_error(e),
+            Some((Some(1234), "ERROR:  relation \"x\" does not exist".into()))
+        );
+        assert_eq!(first_error("nothing"), None);
+    }
+}
