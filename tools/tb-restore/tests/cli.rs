@@ -396,12 +396,12 @@ fn sigterm_takes_the_restore_back() {
 }
 
 #[test]
-fn a_dump_is_pointed_to_psql() {
+fn a_dump_given_a_directory_target_is_pointed_to_dbname() {
     let sb = Sandbox::new();
     let dump = sb.join("toybox_20260123_030000.sql.gz");
     std::fs::write(&dump, b"not really").unwrap();
     let out = run(restore().arg(&dump).arg("--target").arg(sb.join("t")));
-    assert_failed(&out, "bad_input", "gunzip -c");
+    assert_failed(&out, "bad_input", "give --dbname NAME");
     assert!(!sb.join("t").exists());
 }
 
