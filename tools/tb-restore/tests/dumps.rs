@@ -1,0 +1,369 @@
+//! tb-restore of dumps against a real PostgreSQL server: whole restores
+//! equal the source (rows, sequences, large objects, owners), and every
+//! preflight refusal and failure leaves the target as it was.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use clap::Parser;
+use serde_json::Value;
+use tb_shared::record::Reporter;
+use tb_testkit::{Pg, Sandbox, events, fingerprint, records, summary};
+
+/// A dump of the TOYBOX fixture (made once) and its directory.
+struct Dump {
+    _sb: Sandbox,
+    path: PathBuf,
+}
+
+fn dump() -> &'static Dump {
+    static D: OnceLock<Dump> = OnceLock::new();
+    D.get_or_init(|| {
+        let pg = Pg::shared();
+        pg.toybox("toybox");
+        let sb = Sandbox::new();
+        let mut args = vec![
+            "tb-dump".to_string(),
+            "--dbname".into(),
+            "toybox".into(),
+            "--dir".into(),
+            sb.path().to_string_lossy().into(),
+        ];
+        args.extend(pg.conn_args());
+        let mut rep = Reporter::quiet("tb-dump");
+        let outcome = tb_dump::run(tb_dump::Args::parse_from(args), &mut rep).unwrap();
+        assert_eq!(outcome.code, 0);
+        let path = rep
+            .records()
+            .iter()
+            .find(|r| r["event"] == "written" && r["kind"] == "dump")
+            .map(|r| PathBuf::from(r["path"].as_str().unwrap()))
+            .unwrap();
+        Dump { _sb: sb, path }
+    })
+}
+
+fn restore(pg: &Pg, backup: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+    pg.env(&mut c);
+    c.arg(backup).args(extra).stdin(Stdio::null());
+    c.output().unwrap()
+}
+
+fn exists(pg: &Pg, db: &str) -> bool {
+    pg.psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+    )
+    .trim()
+        == "1"
+}
+
+/// No temporary database of a restore into `db` is left (other tests may
+/// be restoring into other names at the same time).
+fn no_temporary_databases(pg: &Pg, db: &str) {
+    let left = pg.psql(
+        "postgres",
+        &format!("SELECT datname FROM pg_database WHERE datname LIKE 'tb\\_%\\_{db}\\_%'"),
+    );
+    assert_eq!(left.trim(), "", "temporary databases left behind");
+}
+
+fn failed<'a>(out: &'a Output, cause: &str, says: &str) -> Vec<Value> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let recs = records(&out.stdout);
+    assert_eq!(events(&recs, "error")[0]["cause"], cause, "{recs:#?}");
+    assert!(
+        stderr.contains(says),
+        "stderr should say {says:?}: {stderr}"
+    );
+    assert!(
+        events(&recs, "restored")
+            .iter()
+            .all(|r| r["kind"] != "dump")
+    );
+    recs
+}
+
+/// A modified copy of the dump (decompressed, edited, gzipped), no manifest.
+fn edited(sb: &Sandbox, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let sql = String::from_utf8(tb_testkit::gunzip(&dump().path)).unwrap();
+    let out = sb.join(name);
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&out).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(edit(sql).as_bytes()).unwrap();
+    gz.finish().unwrap();
+    out
+}
+
+#[test]
+fn a_whole_restore_equals_the_source_rows_sequences_and_large_objects() {
+    let pg = Pg::shared();
+    let d = dump();
+    let out = restore(pg, &d.path, &["--dbname", "copy1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(pg, "copy1"), fingerprint(pg, "toybox"));
+    let recs = records(&out.stdout);
+    let checks: Vec<(String, bool)> = events(&recs, "check")
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        ["verify", "version", "target", "roles", "extensions"]
+            .iter()
+            .map(|c| (c.to_string(), true))
+            .collect::<Vec<_>>()
+    );
+    let tables = events(&recs, "table");
+    assert_eq!(tables.len(), 10);
+    assert!(
+        tables
+            .iter()
+            .all(|t| t["ok"] == true && t["rows"] == t["expected"])
+    );
+    let users = tables
+        .iter()
+        .find(|t| t["table"] == "public.users")
+        .unwrap();
+    assert_eq!(users["rows"], 8);
+    let r = &events(&recs, "restored")[0];
+    assert_eq!(
+        (r["kind"].as_str(), r["dbname"].as_str()),
+        (Some("dump"), Some("copy1"))
+    );
+    assert_eq!(r["rows"], 2459);
+    assert_eq!(r["large_objects"], 2);
+    assert_eq!(summary(&recs)["exit_code"], 0);
+    // The identity and serial sequences continue where they were.
+    pg.psql("copy1", "INSERT INTO users (name) VALUES ('after restore')");
+    pg.psql(
+        "copy1",
+        "INSERT INTO titles (name) VALUES ('after restore')",
+    );
+    no_temporary_databases(pg, "copy1");
+}
+
+#[test]
+fn a_database_that_holds_tables_is_refused_and_untouched_unless_clean() {
+    let pg = Pg::shared();
+    let d = dump();
+    pg.createdb("busy1");
+    pg.psql(
+        "busy1",
+        "CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)",
+    );
+    let out = restore(pg, &d.path, &["--dbname", "busy1"]);
+    failed(&out, "not_empty", "--clean");
+    assert_eq!(pg.psql("busy1", "SELECT x FROM keep").trim(), "42");
+    // --clean replaces it, only once the new one restored.
+    let out = restore(pg, &d.path, &["--dbname", "busy1", "--clean"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(pg, "busy1"), fingerprint(pg, "toybox"));
+    assert_eq!(
+        events(&records(&out.stdout), "restored")[0]["replaced"],
+        true
+    );
+    // An empty existing database is fine without --clean.
+    pg.createdb("empty1");
+    let out = restore(pg, &d.path, &["--dbname", "empty1"]);
+    assert_eq!(out.status.code(), Some(0));
+    no_temporary_databases(pg, "busy1");
+    no_temporary_databases(pg, "empty1");
+}
+
+#[test]
+fn a_statement_that_fails_in_the_middle_leaves_the_target_as_it_was() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE TABLE public.titles",
+            "SELECT 1/0;\nCREATE TABLE public.titles",
+            1,
+        )
+    });
+    let out = restore(pg, &bad, &["--dbname", "never1"]);
+    failed(&out, "other", "division by zero");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at line ") && err.contains("(SELECT 1/0;)"),
+        "{err}"
+    );
+    assert!(!exists(pg, "never1"));
+    // Over an existing database with --clean: the old contents survive.
+    pg.createdb("old1");
+    pg.psql(
+        "old1",
+        "CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)",
+    );
+    let out = restore(pg, &bad, &["--dbname", "old1", "--clean"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(pg.psql("old1", "SELECT x FROM keep").trim(), "7");
+    no_temporary_databases(pg, "never1");
+    no_temporary_databases(pg, "old1");
+}
+
+#[test]
+fn damaged_files_are_refused_before_anything_is_created() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let bytes = std::fs::read(&dump().path).unwrap();
+    let cut = sb.join("toybox_20260102_030000.sql.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let text = sb.join("toybox_20260103_030000.sql.gz");
+    std::fs::write(&text, b"CREATE TABLE x (a int);\n").unwrap();
+    let garbage = sb.join("toybox_20260104_030000.sql.gz");
+    let mut g = bytes.clone();
+    g.extend_from_slice(b"trailing garbage");
+    std::fs::write(&garbage, &g).unwrap();
+    let no_trailer = edited(&sb, "toybox_20260105_030000.sql.gz", |sql| {
+        let i = sql.find("-- PostgreSQL database dump complete").unwrap();
+        sql[..i].to_string()
+    });
+    for (f, says) in [
+        (&cut, "truncated"),
+        (&text, "does not verify"),
+        (&garbage, "garbage"),
+        (&no_trailer, "cut short"),
+    ] {
+        let out = restore(pg, f, &["--dbname", "never2"]);
+        let recs = failed(&out, "damaged", says);
+        assert_eq!(events(&recs, "check")[0]["ok"], false);
+        assert!(!exists(pg, "never2"), "{}", f.display());
+    }
+    no_temporary_databases(pg, "never2");
+}
+
+#[test]
+fn a_dump_from_a_newer_pg_dump_is_refused() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let newer = edited(&sb, "toybox_20260106_030000.sql.gz", |sql| {
+        let start = sql.find("-- Dumped by pg_dump version ").unwrap();
+        let end = start + sql[start..].find('\n').unwrap();
+        format!(
+            "{}-- Dumped by pg_dump version 99.1{}",
+            &sql[..start],
+            &sql[end..]
+        )
+    });
+    let out = restore(pg, &newer, &["--dbname", "never3"]);
+    failed(&out, "version_mismatch", "pg_dump 99.1");
+    assert!(!exists(pg, "never3"));
+}
+
+#[test]
+fn a_missing_extension_is_named_before_anything_is_created() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let ext = edited(&sb, "toybox_20260107_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE SCHEMA game;",
+            "CREATE EXTENSION IF NOT EXISTS tb_no_such_extension WITH SCHEMA public;\n\nCREATE SCHEMA game;",
+            1,
+        )
+    });
+    let out = restore(pg, &ext, &["--dbname", "never4"]);
+    let recs = failed(&out, "not_found", "tb_no_such_extension");
+    let c = events(&recs, "check");
+    let e = c.iter().find(|c| c["check"] == "extensions").unwrap();
+    assert_eq!(e["missing"], serde_json::json!(["tb_no_such_extension"]));
+    assert!(!exists(pg, "never4"));
+}
+
+#[test]
+fn missing_roles_are_named_or_restored_first_with_with_roles() {
+    // A fresh server: the roles the dump's objects belong to are not there.
+    let fresh = Pg::start();
+    let d = dump();
+    let out = restore(&fresh, &d.path, &["--dbname", "toybox"]);
+    let recs = failed(&out, "no_role", "toybox_owner");
+    let r = events(&recs, "check")
+        .into_iter()
+        .find(|c| c["check"] == "roles")
+        .unwrap()
+        .clone();
+    let missing: Vec<&str> = r["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        missing.contains(&"toybox_owner") && missing.contains(&"toybox_reader"),
+        "{missing:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--with-roles"));
+    assert!(!exists(&fresh, "toybox"));
+    let out = restore(&fresh, &d.path, &["--dbname", "toybox", "--with-roles"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fingerprint(&fresh, "toybox"),
+        fingerprint(Pg::shared(), "toybox")
+    );
+}
+
+#[test]
+fn a_dump_on_stdin_restores_and_a_cut_stream_is_taken_back() {
+    let pg = Pg::shared();
+    let d = dump();
+    let run = |input: Vec<u8>, db: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+        pg.env(&mut c);
+        let mut child = c
+            .args(["-", "--dbname", db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&input);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let bytes = std::fs::read(&d.path).unwrap();
+    let out = run(bytes.clone(), "fromstdin");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a warning: not verified first; {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(pg, "fromstdin"), fingerprint(pg, "toybox"));
+    // The same stream cut short: psql never reaches its end, nothing stays.
+    let sql = tb_testkit::gunzip(&d.path);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&sql[..sql.len() * 3 / 4]).unwrap();
+    let out = run(gz.finish().unwrap(), "cutstdin");
+    failed(&out, "incomplete", "incomplete");
+    assert!(!exists(pg, "cutstdin"));
+    no_temporary_databases(pg, "cutstdin");
+}
