@@ -72,7 +72,7 @@ fn no_temporary_databases(pg: &Pg, db: &str) {
     assert_eq!(left.trim(), "", "temporary databases left behind");
 }
 
-fn failed<'a>(out: &'a Output, cause: &str, says: &str) -> Vec<Value> {
+fn failed(out: &Output, cause: &str, says: &str) -> Vec<Value> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     let recs = records(&out.stdout);
