@@ -33,7 +33,7 @@
 //!
 //! The index ([`crate::index`]) is written in the same pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -336,6 +336,9 @@ pub struct Archiver<W: Write + Send + 'static, I: Write> {
     index: IndexWriter<I>,
     root: PathBuf,
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    /// Inodes whose first name is stored in this archive (an increment):
+    /// their other names must be stored too, as links to it.
+    stored_inodes: HashSet<(u64, u64)>,
     counts: ArchiveCounts,
     buf: Vec<u8>,
     warn: Box<dyn FnMut(ArchiveWarning) + Send>,
@@ -461,6 +464,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             index: IndexWriter::new(index),
             root: root.to_path_buf(),
             hardlinks: HashMap::new(),
+            stored_inodes: HashSet::new(),
             counts: ArchiveCounts::default(),
             buf: vec![0u8; PIECE],
             warn,
@@ -611,6 +615,9 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         }
 
         let mut prev = None;
+        // Extracting the first name of an inode makes a new file: a name
+        // linked to it must be stored again, or it keeps the old file.
+        let first_stored = ie.kind == EntryKind::Hardlink && self.stored_inodes.contains(&inode);
         if let Some(b) = self.baseline.as_mut() {
             prev = b.matching(rel)?;
             if let Some(p) = &prev {
@@ -618,7 +625,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                 if p.kind != ie.kind && !(was_dir && ie.kind == EntryKind::Dir) {
                     // A type change: the old one goes first, then the new is stored.
                     b.delete(rel, was_dir)?;
-                } else if ie.kind != EntryKind::Dir && same_entry(p, &ie) {
+                } else if ie.kind != EntryKind::Dir && !first_stored && same_entry(p, &ie) {
                     let same_content = !b.checksum
                         || ie.kind != EntryKind::File
                         || crate::gzip::sha256_file(full).ok() == p.sha256;
@@ -701,6 +708,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                 }
                 if meta.nlink() > 1 {
                     self.hardlinks.insert(inode, rel.to_vec());
+                    self.stored_inodes.insert(inode);
                 }
             }
         }

@@ -70,7 +70,10 @@ A live PostgreSQL data directory is refused, as by tb-voltar, unless its
 containers are stopped for the run (--stop) or --allow-live is given.
 
 Restore: tb-restore DIR --name LABEL [--at YYYY-MM-DD] --target DIR.
-Restore without tb, for every point from the base up to the chosen one:
+Restore without tb: the base, then each point on the way to the chosen
+one, in order (a point's parent is chain.parent in its manifest: the point
+before it, or with --mode differential the base, so just the base and the
+chosen point):
   (cd TARGET && xargs -0 -r rm -rf -- < POINT/deleted.nul)
   tar -xzpf POINT/archive.tar.gz --numeric-owner --xattrs --xattrs-include='*' -C TARGET
 
@@ -558,5 +561,82 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Args::command().debug_assert();
+    }
+
+    fn check(kind: Kind, time: NaiveDateTime, path: Vec<usize>) -> PointCheck {
+        let name = BackupName::new(kind, "media", time, Precision::Second);
+        PointCheck {
+            point: Point {
+                dir: PathBuf::from("/chains/media").join(name.file_name()),
+                name,
+            },
+            manifest: None,
+            manifest_sha256: Some(format!("{:064}", path.len())),
+            problem: None,
+            unrestorable: None,
+            path,
+        }
+    }
+
+    fn decided(args: &[&str], checks: &[PointCheck], now: NaiveDateTime) -> Result<String, String> {
+        let mut argv = vec!["tb-incr", "--source", "/vol"];
+        argv.extend_from_slice(args);
+        let mut rep = Reporter::quiet("tb-incr");
+        let d = decide(&Args::parse_from(argv), checks.to_vec(), now, &mut rep);
+        assert!(rep.records().is_empty(), "no warning: {:?}", rep.records());
+        match d {
+            Decision::Base(why) => Err(why),
+            Decision::Continue(p) => {
+                assert_eq!(p.chain, checks[0].point.id());
+                assert_eq!(p.listing, p.check.point.file(LISTING));
+                Ok(p.check.point.id())
+            }
+        }
+    }
+
+    #[test]
+    fn an_old_base_starts_a_new_chain() {
+        let t0 = chrono::NaiveDate::from_ymd_opt(2026, 1, 19)
+            .and_then(|d| d.and_hms_opt(3, 45, 0))
+            .expect("a time");
+        let day = chrono::Duration::days(1);
+        let chain = [
+            check(Kind::ChainBase, t0, vec![0]),
+            check(Kind::ChainIncr, t0 + day * 6, vec![0, 1]),
+        ];
+        let (base, newest) = (chain[0].point.id(), chain[1].point.id());
+        // A second short of 7 days (the default): continued, from the newest.
+        let almost = t0 + day * 7 - chrono::Duration::seconds(1);
+        assert_eq!(decided(&[], &chain, almost), Ok(newest.clone()));
+        assert_eq!(
+            decided(&["--mode", "differential"], &chain, almost),
+            Ok(base.clone()),
+            "a differential point's parent is the base"
+        );
+        // 7 days: a new base, and why.
+        assert_eq!(
+            decided(&[], &chain, t0 + day * 7),
+            Err(format!(
+                "the chain's base '{base}' is 7 days old (--max-chain-days 7)"
+            ))
+        );
+        assert_eq!(
+            decided(&["--max-chain-days", "30"], &chain, t0 + day * 29),
+            Ok(newest)
+        );
+        assert_eq!(
+            decided(&["--max-chain-days", "1"], &chain, t0 + day * 2),
+            Err(format!(
+                "the chain's base '{base}' is 2 days old (--max-chain-days 1)"
+            ))
+        );
+        assert_eq!(
+            decided(&["--full"], &chain, almost),
+            Err("--full".to_string())
+        );
+        assert_eq!(
+            decided(&[], &[], t0),
+            Err("first run (no point in the chain directory)".to_string())
+        );
     }
 }
