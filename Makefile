@@ -42,7 +42,7 @@ demo: deps build
 
 bench: deps build
 	@status=0; \
-	 for b in dump volume; do \
+	 for b in dump volume incr; do \
 	   echo "$(CARGO) run --release --locked -p tb-bench -- $$b"; \
 	   $(CARGO) run --release --locked -p tb-bench -- $$b; rc=$$?; \
 	   echo "tb-bench $$b: exit $$rc"; \

@@ -4,6 +4,7 @@
 //! ```text
 //! tb-bench dump [--fresh] [--repeat N]
 //! tb-bench volume [--fresh] [--repeat N] [--size-mb N]
+//! tb-bench incr [--fresh] [--repeat N]
 //! ```
 //!
 //! `dump` starts a throwaway PostgreSQL cluster (`tests/pg-throwaway`) in
@@ -17,8 +18,15 @@
 //! then measures `tb-voltar` against `tar czf`, `tb-restore` against
 //! `tar -xzpf`, and `tb-check verify` against `gzip -t`.
 //!
-//! Both print a table and the targets, and exit 1 when a target is missed,
-//! 2 when the benchmark itself failed.
+//! `incr` generates a tree of 100,000 small files once and copies the
+//! media-like tree once (both kept), then measures `tb-incr` against GNU
+//! tar's `--listed-incremental` (gzip): the increments after no change on
+//! the small files and after 1 % of the media tree's files were rewritten,
+//! and the restores of that chain (`tb-restore --name` against two
+//! `tar -xzpg /dev/null`).
+//!
+//! All three print a table and the targets, and exit 1 when a target is
+//! missed, 2 when the benchmark itself failed.
 //!
 //! Every measured command runs under a small helper (`tb-bench rusage-exec`,
 //! this same binary) whose only children are that command's process tree,
@@ -34,6 +42,7 @@ mod cluster;
 mod common;
 mod dump;
 mod generate;
+mod incr;
 mod measure;
 mod media;
 mod report;
@@ -48,28 +57,36 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "\
 usage: tb-bench dump [--fresh] [--repeat N]
        tb-bench volume [--fresh] [--repeat N] [--size-mb N]
+       tb-bench incr [--fresh] [--repeat N]
 
-Benchmarks for `make bench` (which runs both).
+Benchmarks for `make bench` (which runs all three).
 
   dump      tb-dump vs `pg_dump | gzip`, tb-check verify vs `gzip -t`,
             on two generated databases (about 255 MB and 1.17 GB of SQL)
   volume    tb-voltar vs `tar czf`, tb-restore vs `tar -xzpf`, tb-check
             verify vs `gzip -t`, on a generated media-like tree (about
             1.65 GB in 33,000 files, 70 % of the bytes already compressed)
+  incr      tb-incr vs GNU tar --listed-incremental (tar -czg): the
+            increment after no change on 100,000 small files, the
+            increment after 1 % of the media tree's files changed, and
+            tb-restore of that chain vs two `tar -xzpg /dev/null`
 
 options:
-  --fresh       regenerate the databases (dump) or the tree (volume), else
-                the kept ones are reused
+  --fresh       regenerate the databases (dump) or the tree (volume), or
+                the small tree and the media work copy (incr), else the
+                kept ones are reused
   --repeat N    run every measured command N times and report the median
-                (default 1)
+                (default 1; incr: the bases run once)
   --size-mb N   volume only: size of the tree in MB (10^6 bytes; default
                 1650); below 1500 the setup target fails (for trying out)
 
 environment:
   TB_BENCH_DIR  work directory: the PostgreSQL cluster (kept between runs,
-                about 3 GB), the media tree (kept, about 1.65 GB) and the
-                outputs being measured (deleted at the end; for volume
-                about 2.7 times the tree's size)
+                about 3 GB), the media tree (kept, about 1.65 GB), incr's
+                trees (kept: 100,000 small files, about 0.2 GB, and a copy
+                of the media tree that it rewrites 1 % of on every run)
+                and the outputs being measured (deleted at the end; for
+                volume and incr about 2.7 times the media tree's size)
                 [default: <workspace>/target/bench]
 
 Exit codes: 0 all targets met, 1 a target missed, 2 the benchmark failed.";
@@ -92,6 +109,15 @@ pub struct VolumeOptions {
     pub repeat: usize,
     /// Size of the generated tree, in MB (10^6 bytes).
     pub size_mb: u64,
+}
+
+/// Options of the `incr` benchmark.
+#[derive(Debug, Clone)]
+pub struct IncrOptions {
+    /// Regenerate the small tree and copy the media tree again.
+    pub fresh: bool,
+    /// How many times each measured increment and restore runs (median).
+    pub repeat: usize,
 }
 
 /// Default size of the volume benchmark's tree, in MB.
@@ -123,13 +149,17 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
             let opts = parse_volume_options(rest)?;
             Ok(verdict(volume::run(&opts)?))
         }
+        Some("incr") => {
+            let opts = parse_incr_options(rest)?;
+            Ok(verdict(incr::run(&opts)?))
+        }
         Some(measure::HELPER_SUBCOMMAND) => measure::helper_main(rest),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         _ => bail!(
-            "unknown subcommand '{}' (try: tb-bench dump, tb-bench volume)",
+            "unknown subcommand '{}' (try: tb-bench dump, tb-bench volume, tb-bench incr)",
             cmd.to_string_lossy()
         ),
     }
@@ -178,6 +208,23 @@ fn parse_volume_options(args: &[OsString]) -> Result<VolumeOptions> {
                 "unknown option '{}' for volume\n{USAGE}",
                 a.to_string_lossy()
             ),
+        }
+    }
+    Ok(opts)
+}
+
+/// Parse the options that follow `incr`.
+fn parse_incr_options(args: &[OsString]) -> Result<IncrOptions> {
+    let mut opts = IncrOptions {
+        fresh: false,
+        repeat: 1,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--fresh") => opts.fresh = true,
+            Some("--repeat") => opts.repeat = number_after("--repeat", it.next(), 1)? as usize,
+            _ => bail!("unknown option '{}' for incr\n{USAGE}", a.to_string_lossy()),
         }
     }
     Ok(opts)

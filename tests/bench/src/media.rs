@@ -954,6 +954,72 @@ impl TextGen<'_> {
     }
 }
 
+/// The kind of file a name says (as the generator names them): the
+/// already-compressed kinds by extension, the text kinds by name.
+fn body_of(rel: &Path) -> Body {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = rel
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "jpg" => Body::Binary(Magic::Jpeg),
+        "png" => Body::Binary(Magic::Png),
+        "mp4" => Body::Binary(Magic::Mp4),
+        "zip" => Body::Binary(Magic::Zip),
+        "json" if name == "reviews.json" => Body::Text(Text::ReviewsJson),
+        "json" if name == "meta.json" => Body::Text(Text::TitleJson),
+        "json" if name.starts_with("IMG_") => Body::Text(Text::ImageJson),
+        "json" => Body::Text(Text::CardJson),
+        "html" if name == "index.html" => Body::Text(Text::TitleHtml),
+        "html" => Body::Text(Text::GameHtml),
+        _ => Body::Text(Text::Notes),
+    }
+}
+
+/// True when a file of that name holds already-compressed bytes (JPEG,
+/// PNG, MP4, ZIP).
+pub fn is_compressed_kind(rel: &Path) -> bool {
+    matches!(body_of(rel), Body::Binary(_))
+}
+
+/// Exactly `size` bytes of content of the kind the name `rel` says, from
+/// `seed`: the format's magic then random bytes for the already-compressed
+/// kinds, text of that kind (cut, or padded with newlines, to `size`) for
+/// the others. For making other trees of the same kinds and for rewriting
+/// files of a tree with new content (the `incr` benchmark); the generated
+/// media tree itself does not use it.
+pub fn content_like(rel: &Path, size: u64, seed: u64, out: &mut Vec<u8>) {
+    let size = size as usize;
+    let mut rng = Rng::new(seed);
+    out.clear();
+    match body_of(rel) {
+        Body::Binary(magic) => {
+            out.resize(size, 0);
+            rng.fill(out);
+            let h = magic.header();
+            let k = h.len().min(size);
+            out[..k].copy_from_slice(&h[..k]);
+        }
+        Body::Text(text) => {
+            let mut s = String::with_capacity(size + 2_000);
+            let n = rng.below(100_000);
+            TextGen { rng: &mut rng }.write(text, n, size, &mut s);
+            out.extend_from_slice(s.as_bytes());
+            out.resize(size, b'\n');
+        }
+    }
+}
+
+/// A size between `min` and `max` from `seed`, log-uniform (small ones
+/// common), as the generator draws them.
+pub fn size_between(seed: u64, min: u64, max: u64) -> u64 {
+    Rng::new(seed).log_uniform(min, max)
+}
+
 /// One entry of a listed tree.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Entry {
@@ -1110,6 +1176,40 @@ mod tests {
             assert!(v.is_object());
             assert!(out.len() >= size && out.len() < size + 2_000, "{text:?}");
         }
+    }
+
+    #[test]
+    fn content_like_has_the_size_and_kind_asked() {
+        let mut out = Vec::new();
+        content_like(
+            Path::new("uploads/2020/01/IMG_000001.jpg"),
+            5_000,
+            1,
+            &mut out,
+        );
+        assert_eq!(out.len(), 5_000);
+        assert!(out.starts_with(b"\xff\xd8\xff\xe0"));
+        assert!(is_compressed_kind(Path::new("a/VID_000001.mp4")));
+        let mut again = Vec::new();
+        content_like(
+            Path::new("uploads/2020/01/IMG_000001.jpg"),
+            5_000,
+            2,
+            &mut again,
+        );
+        assert_ne!(out, again);
+        for (name, size) in [
+            ("titles/00001/meta.json", 300),
+            ("x/notes_00001.txt", 9_000),
+        ] {
+            content_like(Path::new(name), size, 3, &mut out);
+            assert_eq!(out.len() as u64, size, "{name}");
+            assert!(out.is_ascii(), "{name}");
+            assert!(!is_compressed_kind(Path::new(name)));
+        }
+        let s = size_between(7, 200, 4_096);
+        assert!((200..=4_096).contains(&s));
+        assert_eq!(s, size_between(7, 200, 4_096));
     }
 
     #[test]
