@@ -138,6 +138,9 @@ pub(crate) struct DumpInput {
     pub path: Option<PathBuf>,
     pub manifest: Option<Manifest>,
     pub facts: Option<DumpFacts>,
+    /// Plain SQL (tables extracted from a dump), not a gzipped dump: read
+    /// as it is, with no completion trailer to check.
+    pub plain: bool,
 }
 
 impl DumpInput {
@@ -241,6 +244,7 @@ pub(crate) fn verify_dump(path: &Path, rep: &mut Reporter) -> Result<DumpInput> 
         path: Some(path.to_path_buf()),
         manifest,
         facts: c.facts,
+        plain: false,
     })
 }
 
@@ -490,7 +494,12 @@ fn first_error(stderr: &str) -> Option<(Option<u64>, String)> {
 fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
     let p = input.path.as_ref()?;
     let f = std::fs::File::open(p).ok()?;
-    let r = io::BufReader::new(flate2::read::MultiGzDecoder::new(f));
+    let f: Box<dyn Read> = if input.plain {
+        Box::new(f)
+    } else {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    };
+    let r = io::BufReader::new(f);
     let line = r.split(b'\n').nth(n.checked_sub(1)? as usize)?.ok()?;
     let s = String::from_utf8_lossy(&line).into_owned();
     Some(if s.chars().count() > 200 {
@@ -498,6 +507,21 @@ fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
     } else {
         s
     })
+}
+
+/// Where the SQL comes from.
+enum Reader {
+    Gz(InflateReader),
+    Plain(std::fs::File),
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Reader::Gz(r) => r.read(buf),
+            Reader::Plain(f) => f.read(buf),
+        }
+    }
 }
 
 /// Stream the dump (file or stdin) into psql on database `db`; the scanner
@@ -533,9 +557,16 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         .and_then(|m| m.files.iter().find(|f| f.role == "dump"))
         .and_then(|f| f.chunks.as_ref())
         .and_then(|c| c.chunks());
-    let mut reader = match &input.path {
-        Some(p) => InflateReader::open(p, chunks, tb_shared::gzip::default_threads()),
-        None => InflateReader::from_reader(io::stdin()),
+    let mut reader = match (&input.path, input.plain) {
+        (Some(p), true) => Reader::Plain(
+            std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?,
+        ),
+        (Some(p), false) => Reader::Gz(InflateReader::open(
+            p,
+            chunks,
+            tb_shared::gzip::default_threads(),
+        )),
+        (None, _) => Reader::Gz(InflateReader::from_reader(io::stdin())),
     };
     let mut scanner = DumpScanner::new(DumpKind::Database);
     let mut stdin = child.stdin.take().context("psql has no stdin")?;
@@ -557,11 +588,14 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             break; // psql stopped: its stderr says why
         }
     }
-    let gz = reader.finish();
+    let gz = match reader {
+        Reader::Gz(r) => r.finish().map(|_| ()).map_err(|p| p.to_string()),
+        Reader::Plain(_) => Ok(()),
+    };
     let (facts, complete) = scanner.finish();
     let incomplete = match (&gz, &complete) {
-        (Err(p), _) => Some(p.to_string()),
-        (Ok(_), Err(why)) => Some(why.to_string()),
+        (Err(p), _) => Some(p.clone()),
+        (Ok(_), Err(why)) if !input.plain => Some(why.to_string()),
         _ => None,
     };
     if incomplete.is_some() || send_error.is_some() {
@@ -706,6 +740,70 @@ pub(crate) fn restore_dump(
         .clone()
         .ok_or_else(|| usage_err("give --dbname NAME: the database to restore into"))?;
     let state = preflight(args, &conn, input, &target, rep)?;
+    let (facts, rows, encoding) = restore_core(&conn, input, &target, state, None, rep)?;
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    let mut rec = Record::new("restored")
+        .with("kind", "dump")
+        .with(
+            "path",
+            input
+                .path
+                .as_ref()
+                .map(|p| path_value(p))
+                .unwrap_or_else(|| "-".into()),
+        )
+        .with("dbname", &target)
+        .with("replaced", state.is_some())
+        .with("tables", rows.len())
+        .with("rows", total)
+        .with("large_objects", facts.large_objects)
+        .with("encoding", &encoding)
+        .with(
+            "checked",
+            if input.manifest.is_some() {
+                "manifest"
+            } else {
+                "dump"
+            },
+        )
+        .with("duration_ms", clock.elapsed().as_millis() as u64);
+    if let Some(c) = &args.container {
+        rec.set("container", c);
+    }
+    rep.emit(rec);
+    rep.summary_field("restored", 1);
+    rep.summary_field("dbname", &target);
+    Ok(rep.outcome())
+}
+
+/// Restore extracted table SQL (a plain file) into `target`, checking the
+/// row counts `expected`. Returns whether a database was replaced and the
+/// counts.
+pub(crate) fn restore_sql_file(
+    args: &Args,
+    input: &DumpInput,
+    target: &str,
+    expected: &BTreeMap<String, u64>,
+    rep: &mut Reporter,
+) -> Result<(bool, Vec<TableCount>)> {
+    let conn = conn(args);
+    let state = preflight(args, &conn, input, target, rep)?;
+    let (_, rows, _) = restore_core(&conn, input, target, state, Some(expected), rep)?;
+    Ok((state.is_some(), rows))
+}
+
+/// Into a new database under a temporary name, checked, then renamed to
+/// `target` (replacing it when `state` says it exists).
+fn restore_core(
+    conn: &Conn,
+    input: &DumpInput,
+    target: &str,
+    state: Option<u64>,
+    expected_override: Option<&BTreeMap<String, u64>>,
+    rep: &mut Reporter,
+) -> Result<(DumpFacts, Vec<TableCount>, String)> {
+    let conn = conn.clone();
+    let target = target.to_string();
     drop_stale(&conn, rep);
     let temp = temp_name(&target, "restore");
     let encoding = input.encoding().unwrap_or_else(|| "UTF8".into());
@@ -728,9 +826,12 @@ pub(crate) fn restore_dump(
         let started = Instant::now();
         let facts = stream_into(&conn, input, &temp)?;
         let restore_ms = started.elapsed().as_millis() as u64;
-        let expected = input
-            .expected_rows()
-            .unwrap_or_else(|| facts.tables.clone());
+        let expected = match expected_override {
+            Some(e) => e.clone(),
+            None => input
+                .expected_rows()
+                .unwrap_or_else(|| facts.tables.clone()),
+        };
         let names: Vec<String> = expected.keys().cloned().collect();
         let got = count_rows(&conn, &temp, &names)?;
         let mut rows = Vec::new();
@@ -846,39 +947,7 @@ pub(crate) fn restore_dump(
             Record::new("warning").with("dbname", &old),
         );
     }
-    let total: u64 = rows.iter().map(|r| r.1).sum();
-    let mut rec = Record::new("restored")
-        .with("kind", "dump")
-        .with(
-            "path",
-            input
-                .path
-                .as_ref()
-                .map(|p| path_value(p))
-                .unwrap_or_else(|| "-".into()),
-        )
-        .with("dbname", &target)
-        .with("replaced", state.is_some())
-        .with("tables", rows.len())
-        .with("rows", total)
-        .with("large_objects", facts.large_objects)
-        .with("encoding", &encoding)
-        .with(
-            "checked",
-            if input.manifest.is_some() {
-                "manifest"
-            } else {
-                "dump"
-            },
-        )
-        .with("duration_ms", clock.elapsed().as_millis() as u64);
-    if let Some(c) = &args.container {
-        rec.set("container", c);
-    }
-    rep.emit(rec);
-    rep.summary_field("restored", 1);
-    rep.summary_field("dbname", &target);
-    Ok(rep.outcome())
+    Ok((facts, rows, encoding))
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use tb_shared::signals;
 
 mod chain_restore;
 mod dump_restore;
+mod table_restore;
 
 /// Is `p` a dump by its name (`….sql.gz`, not a roles file)?
 fn is_dump_file(p: &Path) -> bool {
@@ -158,6 +159,21 @@ pub struct Args {
     #[arg(long)]
     pub with_roles: bool,
 
+    /// A dump: restore only this table (NAME or SCHEMA.NAME; repeatable),
+    /// with its indexes, constraints, sequences, comments and grants, into
+    /// a new database given with --dbname (or --sql)
+    #[arg(short = 't', long, value_name = "TABLE")]
+    pub table: Vec<String>,
+
+    /// A dump: list its tables and their row counts, restore nothing
+    #[arg(long, conflicts_with_all = ["table", "sql", "dbname", "target", "volume"])]
+    pub list: bool,
+
+    /// With --table: print the table's SQL on stdout (for psql by hand)
+    /// instead of restoring it; records go to stderr
+    #[arg(long, requires = "table", conflicts_with_all = ["dbname", "target", "volume"])]
+    pub sql: bool,
+
     /// The docker CLI
     #[arg(
         long,
@@ -174,6 +190,9 @@ pub struct Args {
 impl ToolArgs for Args {
     fn common(&self) -> &Common {
         &self.common
+    }
+    fn stdout_carries_bytes(&self) -> bool {
+        self.sql
     }
 }
 
@@ -716,6 +735,19 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
             "--name and --at choose a point of an incremental chain: give the incremental directory (or a chain directory) as BACKUP".into(),
         ));
     }
+    if args.list {
+        return table_restore::list(&args, rep);
+    }
+    if !args.table.is_empty() {
+        if args.backup == Path::new("-") {
+            return Err(usage("--table needs the dump as a file, not stdin".into()));
+        }
+        return if args.sql {
+            table_restore::sql(&args, rep)
+        } else {
+            table_restore::restore(&args, rep, clock)
+        };
+    }
     if args.dbname.is_some() || is_dump_file(&args.backup) {
         if is_chain {
             return Err(usage(
@@ -737,6 +769,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
                 path: None,
                 manifest: None,
                 facts: None,
+                plain: false,
             }
         } else {
             dump_restore::verify_dump(&args.backup, rep)?

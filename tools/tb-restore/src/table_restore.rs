@@ -1,0 +1,779 @@
+//! Single tables out of a full plain dump: `--list`, `--table T --sql`
+//! (the SQL on stdout) and `--table T --dbname NAME` (restored into a new
+//! database, all or nothing, as a whole dump is).
+//!
+//! pg_dump heads every object of a plain dump with a comment naming it:
+//! `-- Name: users; Type: TABLE; Schema: public; Owner: app` (and
+//! `-- Data for Name: …` before its rows). A table's parts are the entries
+//! that name it: its TABLE and TABLE DATA, its DEFAULTs, CONSTRAINTs,
+//! TRIGGERs, COMMENTs (`TABLE t`, `COLUMN t.c`) and ACLs (`TABLE t`); its
+//! INDEXes (`CREATE INDEX … ON schema.t`); the SEQUENCEs it owns (an
+//! identity column's `ALTER TABLE schema.t ALTER COLUMN … ADD GENERATED`,
+//! or `ALTER SEQUENCE … OWNED BY schema.t.c`) with their SEQUENCE SET
+//! (the dumped value); its FK CONSTRAINTs when the table they reference is
+//! restored too (the others are reported, not restored); and what it
+//! stands on: its schema, the types and domains of that schema, the
+//! extensions. Everything before the first entry (the `SET`s, `\restrict`)
+//! is kept, and the closing `\unrestrict`.
+//!
+//! One pass over the dump: the entries are written to a private temporary
+//! file while the whole dump is checked (gzip CRC, completion trailer,
+//! sha256 against the manifest); the SQL is used only when all of it is
+//! good.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use tb_shared::error::{Cause, Failure};
+use tb_shared::exit::Outcome;
+use tb_shared::gzip::InflateReader;
+use tb_shared::manifest::Manifest;
+use tb_shared::naming::manifest_path;
+use tb_shared::record::{Record, Reporter, path_value};
+use tb_shared::signals;
+use tb_shared::sqldump::{DumpKind, DumpScanner};
+
+use crate::Args;
+use crate::dump_restore::{self, DumpInput};
+
+/// A table: schema and name, unquoted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Table {
+    pub schema: String,
+    pub name: String,
+}
+
+/// `name` as pg_dump writes it: bare when it is a plain lowercase word.
+fn q(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        dump_restore::quote_ident(name)
+    }
+}
+
+impl Table {
+    /// `schema.name` as pg_dump writes it.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", q(&self.schema), q(&self.name))
+    }
+}
+
+/// Split `a.b` / `"A b"."c"` / `name` into unquoted parts.
+fn parse_name(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            ('.', false) => parts.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+/// The tables of the dump: from the manifest, else none known.
+fn dump_tables(input: &DumpInput) -> Vec<(Table, u64)> {
+    let Some(t) = input
+        .manifest
+        .as_ref()
+        .and_then(|m| m.database.as_ref())
+        .map(|d| d.tables.clone())
+        .or_else(|| input.facts.as_ref().map(|f| f.tables.clone()))
+    else {
+        return Vec::new();
+    };
+    t.into_iter()
+        .filter_map(|(k, rows)| {
+            let p = parse_name(&k);
+            (p.len() == 2).then(|| {
+                (
+                    Table {
+                        schema: p[0].clone(),
+                        name: p[1].clone(),
+                    },
+                    rows,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Resolve `--table` arguments against the dump's tables.
+fn resolve(wanted: &[String], known: &[(Table, u64)]) -> Result<Vec<Table>> {
+    let mut out = BTreeSet::new();
+    for w in wanted {
+        let p = parse_name(w);
+        let found: Vec<&Table> = match p.as_slice() {
+            [name] => known
+                .iter()
+                .map(|k| &k.0)
+                .filter(|t| &t.name == name)
+                .collect(),
+            [schema, name] => known
+                .iter()
+                .map(|k| &k.0)
+                .filter(|t| &t.schema == schema && &t.name == name)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match found.as_slice() {
+            [t] => {
+                out.insert((*t).clone());
+            }
+            [] if known.is_empty() => {
+                // No list of tables: take the name as given (public by default).
+                let t = match p.as_slice() {
+                    [name] => Table {
+                        schema: "public".into(),
+                        name: name.clone(),
+                    },
+                    [schema, name] => Table {
+                        schema: schema.clone(),
+                        name: name.clone(),
+                    },
+                    _ => bail!(usage(format!("--table '{w}': give NAME or SCHEMA.NAME"))),
+                };
+                out.insert(t);
+            }
+            [] => bail!(usage(format!(
+                "--table '{w}': the dump has no such table; its tables: {}",
+                known
+                    .iter()
+                    .map(|k| k.0.qualified())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            many => bail!(usage(format!(
+                "--table '{w}' is in more than one schema ({}): give SCHEMA.NAME",
+                many.iter()
+                    .map(|t| t.qualified())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    Failure::new(Cause::BadInput, msg).into()
+}
+
+/// A dump entry's header.
+#[derive(Debug, Clone, Default)]
+struct Head {
+    name: String,
+    kind: String,
+    schema: String,
+}
+
+fn parse_head(line: &str) -> Option<Head> {
+    let rest = line
+        .strip_prefix("-- Name: ")
+        .or_else(|| line.strip_prefix("-- Data for Name: "))?;
+    // `NAME; Type: T; Schema: S; Owner: O` — names may hold `; ` only in
+    // theory; split from the right on the fixed keys.
+    let (rest, _owner) = rest.rsplit_once("; Owner: ")?;
+    let (rest, schema) = rest.rsplit_once("; Schema: ")?;
+    let (name, kind) = rest.rsplit_once("; Type: ")?;
+    Some(Head {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        schema: schema.to_string(),
+    })
+}
+
+/// What to do with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    Yes,
+    No,
+    /// Decide from its body (buffered): INDEX, SEQUENCE, SEQUENCE OWNED BY, FK CONSTRAINT.
+    Body,
+}
+
+/// A foreign key left out: (constraint, table, referenced table).
+type SkippedFk = (String, String, String);
+
+/// What an extraction gives: the writer, the foreign keys left out, and
+/// the entries written per kind.
+type Extraction<W> = (W, Vec<SkippedFk>, BTreeMap<String, u64>);
+
+/// The extraction state.
+struct Extractor<W: Write> {
+    out: W,
+    tables: Vec<Table>,
+    schemas: BTreeSet<String>,
+    /// Sequences that belong to the tables.
+    sequences: BTreeSet<(String, String)>,
+    /// SEQUENCE entries not yet known to belong (name -> body).
+    pending_seq: BTreeMap<(String, String), Vec<u8>>,
+    head: Option<Head>,
+    take: Take,
+    body: Vec<u8>,
+    /// A `--` line held back: it may open a header.
+    held_dash: bool,
+    /// The line after a header: its closing `--` is dropped.
+    after_head: bool,
+    in_copy: bool,
+    /// Foreign keys not restored: (constraint, table, referenced).
+    pub skipped_fks: Vec<SkippedFk>,
+    /// Entries written, per kind.
+    pub taken: BTreeMap<String, u64>,
+}
+
+impl<W: Write> Extractor<W> {
+    fn new(out: W, tables: Vec<Table>) -> Self {
+        let schemas = tables.iter().map(|t| t.schema.clone()).collect();
+        Extractor {
+            out,
+            tables,
+            schemas,
+            sequences: BTreeSet::new(),
+            pending_seq: BTreeMap::new(),
+            head: None,
+            take: Take::Yes, // the preamble
+            body: Vec::new(),
+            held_dash: false,
+            after_head: false,
+            in_copy: false,
+            skipped_fks: Vec::new(),
+            taken: BTreeMap::new(),
+        }
+    }
+
+    fn table_of_name(&self, h: &Head) -> Option<&Table> {
+        self.tables.iter().find(|t| {
+            t.schema == h.schema
+                && (h.name == t.name || h.name.starts_with(&format!("{} ", t.name)))
+        })
+    }
+
+    fn decide(&self, h: &Head) -> Take {
+        let ours = |t: &Table| t.schema == h.schema && t.name == h.name;
+        match h.kind.as_str() {
+            "TABLE" | "TABLE DATA" => {
+                if self.tables.iter().any(ours) {
+                    Take::Yes
+                } else {
+                    Take::No
+                }
+            }
+            "SCHEMA" => {
+                if self.schemas.contains(&h.name) && h.name != "public" {
+                    Take::Yes
+                } else {
+                    Take::No
+                }
+            }
+            "EXTENSION" => Take::Yes,
+            "TYPE" | "DOMAIN" => {
+                if self.schemas.contains(&h.schema) {
+                    Take::Yes
+                } else {
+                    Take::No
+                }
+            }
+            "DEFAULT" | "CONSTRAINT" | "TRIGGER" | "RULE" | "POLICY" | "ROW SECURITY" => {
+                if self
+                    .tables
+                    .iter()
+                    .any(|t| t.schema == h.schema && h.name.starts_with(&format!("{} ", t.name)))
+                {
+                    Take::Yes
+                } else {
+                    Take::No
+                }
+            }
+            "FK CONSTRAINT" => {
+                if self.table_of_name(h).is_some() {
+                    Take::Body
+                } else {
+                    Take::No
+                }
+            }
+            "COMMENT" | "ACL" | "SECURITY LABEL" => {
+                let hit = self.tables.iter().any(|t| {
+                    t.schema == h.schema
+                        && (h.name == format!("TABLE {}", t.name)
+                            || h.name.starts_with(&format!("COLUMN {}.", t.name)))
+                }) || self.sequences.contains(&(
+                    h.schema.clone(),
+                    h.name.trim_start_matches("SEQUENCE ").to_string(),
+                )) && h.name.starts_with("SEQUENCE ");
+                if hit { Take::Yes } else { Take::No }
+            }
+            "INDEX" | "SEQUENCE" | "SEQUENCE OWNED BY" => Take::Body,
+            "SEQUENCE SET" => {
+                if self.sequences.contains(&(h.schema.clone(), h.name.clone())) {
+                    Take::Yes
+                } else {
+                    Take::No
+                }
+            }
+            _ => Take::No,
+        }
+    }
+
+    fn count(&mut self, kind: &str) {
+        *self.taken.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Close the current entry (decide a buffered one).
+    fn close(&mut self) -> io::Result<()> {
+        let Some(h) = self.head.take() else {
+            return Ok(());
+        };
+        if self.take == Take::Yes {
+            self.count(&h.kind.clone());
+        }
+        if self.take != Take::Body {
+            return Ok(());
+        }
+        let body = std::mem::take(&mut self.body);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let key = (h.schema.clone(), h.name.clone());
+        let hits = |needle: &dyn Fn(&Table) -> String| {
+            self.tables.iter().any(|t| text.contains(&needle(t)))
+        };
+        let on_table = hits(&|t| format!(" ON {} ", t.qualified()))
+            || hits(&|t| format!(" ON ONLY {} ", t.qualified()));
+        let identity = hits(&|t| format!("ALTER TABLE {} ALTER COLUMN", t.qualified()));
+        let owned = hits(&|t| format!(" OWNED BY {}.", t.qualified()));
+        match h.kind.as_str() {
+            "INDEX" if on_table => {
+                self.out.write_all(&body)?;
+                self.count("INDEX");
+            }
+            "SEQUENCE" if identity => {
+                self.sequences.insert(key);
+                self.out.write_all(&body)?;
+                self.count("SEQUENCE");
+            }
+            "SEQUENCE" => {
+                self.pending_seq.insert(key, body);
+            }
+            "SEQUENCE OWNED BY" if owned => {
+                if let Some(seq) = self.pending_seq.remove(&key) {
+                    self.out.write_all(&seq)?;
+                    self.count("SEQUENCE");
+                }
+                self.sequences.insert(key);
+                self.out.write_all(&body)?;
+                self.count("SEQUENCE OWNED BY");
+            }
+            "FK CONSTRAINT" => {
+                let refd = text
+                    .split(" REFERENCES ")
+                    .nth(1)
+                    .and_then(|r| r.split('(').next())
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_default();
+                let local = self.tables.iter().any(|t| t.qualified() == refd);
+                if local {
+                    self.out.write_all(&body)?;
+                    self.count("FK CONSTRAINT");
+                } else {
+                    let table = self
+                        .table_of_name(&h)
+                        .map(Table::qualified)
+                        .unwrap_or_default();
+                    let con = h.name.rsplit(' ').next().unwrap_or(&h.name).to_string();
+                    self.skipped_fks.push((con, table, refd));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        // `line` includes its newline.
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        if self.in_copy {
+            if text == b"\\." {
+                self.in_copy = false;
+            }
+            return self.emit(line);
+        }
+        if std::mem::take(&mut self.after_head) && text == b"--" {
+            return Ok(());
+        }
+        if self.held_dash {
+            self.held_dash = false;
+            if let Some(h) = std::str::from_utf8(text).ok().and_then(parse_head) {
+                self.close()?;
+                self.take = self.decide(&h);
+                self.head = Some(h);
+                self.after_head = true;
+                return Ok(());
+            }
+            self.emit(b"--\n")?;
+        }
+        if text == b"--" {
+            self.held_dash = true;
+            return Ok(());
+        }
+        if text.starts_with(b"\\unrestrict ") {
+            self.close()?;
+            self.take = Take::No;
+            return self.out.write_all(line);
+        }
+        if text.starts_with(b"-- PostgreSQL database dump complete") {
+            self.close()?;
+            self.take = Take::No;
+            return Ok(());
+        }
+        if text.starts_with(b"COPY ") && text.ends_with(b" FROM stdin;") {
+            self.in_copy = true;
+        }
+        self.emit(line)
+    }
+
+    fn emit(&mut self, line: &[u8]) -> io::Result<()> {
+        match self.take {
+            Take::Yes => self.out.write_all(line),
+            Take::No => Ok(()),
+            Take::Body => {
+                self.body.extend_from_slice(line);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(mut self) -> io::Result<Extraction<W>> {
+        self.close()?;
+        self.out.flush()?;
+        Ok((self.out, self.skipped_fks, self.taken))
+    }
+}
+
+/// Read the dump once: extract the tables' SQL into `out`, check the whole
+/// dump. Returns the foreign keys left out and the entries taken.
+fn extract<W: Write>(input: &DumpInput, tables: &[Table], out: W) -> Result<Extraction<W>> {
+    let path = input.path.as_ref().context("a dump file is needed")?;
+    let file_entry = input
+        .manifest
+        .as_ref()
+        .and_then(|m| m.files.iter().find(|f| f.role == "dump"))
+        .cloned();
+    let chunks = file_entry
+        .as_ref()
+        .and_then(|f| f.chunks.as_ref())
+        .and_then(|c| c.chunks());
+    let mut reader = InflateReader::open(path, chunks, tb_shared::gzip::default_threads());
+    let mut scanner = DumpScanner::new(DumpKind::Database);
+    let mut ex = Extractor::new(out, tables.to_vec());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut line: Vec<u8> = Vec::new();
+    let mut read_error = None;
+    loop {
+        signals::check()?;
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        };
+        let data = &buf[..n];
+        scanner.feed(data);
+        let mut start = 0;
+        while let Some(i) = memchr_nl(&data[start..]) {
+            line.extend_from_slice(&data[start..start + i + 1]);
+            ex.line(&line).context("cannot write the extracted SQL")?;
+            line.clear();
+            start += i + 1;
+        }
+        line.extend_from_slice(&data[start..]);
+    }
+    if !line.is_empty() {
+        ex.line(&line).context("cannot write the extracted SQL")?;
+    }
+    let gz = reader.finish();
+    let (_, complete) = scanner.finish();
+    let shown = path.display();
+    let gz = gz.map_err(|p| {
+        Failure::new(
+            Cause::Damaged,
+            format!("'{shown}' is damaged: {p}; nothing was touched"),
+        )
+    })?;
+    if let Some(e) = read_error {
+        bail!(Failure::new(
+            Cause::Damaged,
+            format!("cannot read '{shown}': {e}")
+        ));
+    }
+    complete.map_err(|why| {
+        Failure::new(
+            Cause::Damaged,
+            format!("'{shown}' is damaged: {why}; nothing was touched"),
+        )
+    })?;
+    if let Some(f) = &file_entry
+        && (f.sha256 != gz.sha256 || f.bytes != gz.gz_bytes)
+    {
+        bail!(Failure::new(
+            Cause::Damaged,
+            format!("'{shown}' does not match its manifest (sha256 or size); nothing was touched")
+        ));
+    }
+    ex.finish().context("cannot write the extracted SQL")
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|c| *c == b'\n')
+}
+
+/// What a dump file is, from its manifest (no full read).
+pub(crate) fn open_dump(path: &Path) -> Result<DumpInput> {
+    if !path.is_file() {
+        bail!(Failure::new(
+            Cause::NotFound,
+            format!("cannot read the dump '{}'", path.display())
+        ));
+    }
+    let mpath = manifest_path(path);
+    let manifest = if mpath.exists() {
+        Some(Manifest::load(&mpath).map_err(|e| Failure::new(Cause::Damaged, format!("{e:#}")))?)
+    } else {
+        None
+    };
+    Ok(DumpInput {
+        path: Some(path.to_path_buf()),
+        manifest,
+        facts: None,
+        plain: false,
+    })
+}
+
+/// `--list`: the dump's tables and row counts.
+pub(crate) fn list(args: &Args, rep: &mut Reporter) -> Result<Outcome> {
+    let mut input = open_dump(&args.backup)?;
+    if input.manifest.is_none() {
+        // No manifest: count from the dump itself (one full read).
+        input = dump_restore::verify_dump(&args.backup, rep)?;
+    }
+    let tables = dump_tables(&input);
+    for (t, rows) in &tables {
+        rep.emit(
+            Record::new("table")
+                .with("table", t.qualified())
+                .with("schema", &t.schema)
+                .with("name", &t.name)
+                .with("rows", rows),
+        );
+    }
+    rep.summary_field("tables", tables.len());
+    Ok(rep.outcome())
+}
+
+fn report_fks(skipped: &[SkippedFk], rep: &mut Reporter) {
+    for (con, table, refd) in skipped {
+        rep.warn(
+            &format!(
+                "foreign key {con} of {table} references {refd}, which is not restored: left out"
+            ),
+            Record::new("warning")
+                .with("constraint", con)
+                .with("table", table)
+                .with("references", refd),
+        );
+    }
+}
+
+/// `--table … --sql`: the extracted SQL on stdout.
+pub(crate) fn sql(args: &Args, rep: &mut Reporter) -> Result<Outcome> {
+    let input = open_dump(&args.backup)?;
+    let tables = resolve(&args.table, &dump_tables(&input))?;
+    // Into a private temporary file first: stdout gets only SQL that came
+    // from a dump that checked out whole.
+    let (tmp, path) = temp_sql(&args.backup)?;
+    let result = extract(&input, &tables, BufWriter::new(tmp));
+    let (w, skipped, taken) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    drop(w);
+    let mut f = File::open(&path).context("cannot read the extracted SQL")?;
+    let _ = std::fs::remove_file(&path);
+    io::copy(&mut f, &mut io::stdout().lock()).context("cannot write to stdout")?;
+    report_fks(&skipped, rep);
+    rep.emit(extracted_record(&tables, &taken));
+    Ok(rep.outcome())
+}
+
+fn extracted_record(tables: &[Table], taken: &BTreeMap<String, u64>) -> Record {
+    Record::new("extracted")
+        .with(
+            "tables",
+            tables.iter().map(Table::qualified).collect::<Vec<_>>(),
+        )
+        .with("entries", taken)
+}
+
+/// A private temporary file beside the dump (or in TMPDIR when that
+/// directory is not writable).
+fn temp_sql(dump: &Path) -> Result<(File, PathBuf)> {
+    let name = format!(
+        "{}tables.{}.sql",
+        tb_shared::naming::TEMP_PREFIX,
+        std::process::id()
+    );
+    let mut last = None;
+    for dir in [
+        std::env::temp_dir(),
+        dump.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    ] {
+        let p = dir.join(&name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => {
+                signals::track_temp(&p);
+                return Ok((f, p));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot create a temporary file: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// `--table … --dbname NAME`: restore just those tables into a new database.
+pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result<Outcome> {
+    let input = open_dump(&args.backup)?;
+    let known = dump_tables(&input);
+    let tables = resolve(&args.table, &known)?;
+    let target = args
+        .dbname
+        .clone()
+        .context("give --dbname NAME: the (new, scratch) database to restore the tables into")?;
+    let (tmp, path) = temp_sql(&args.backup)?;
+    let cleanup = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        signals::untrack_temp(p);
+    };
+    let (w, skipped, taken) = match extract(&input, &tables, BufWriter::new(tmp)) {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(&path);
+            return Err(e);
+        }
+    };
+    drop(w);
+    rep.emit(
+        Record::new("check")
+            .with("check", "verify")
+            .with("ok", true)
+            .path(&args.backup),
+    );
+    report_fks(&skipped, rep);
+    rep.emit(extracted_record(&tables, &taken));
+    let expected: BTreeMap<String, u64> = known
+        .iter()
+        .filter(|(t, _)| tables.contains(t))
+        .map(|(t, n)| (t.qualified(), *n))
+        .collect();
+    // The extracted SQL, with the dump's manifest for its pg_dump version
+    // and encoding.
+    let sql_input = DumpInput {
+        path: Some(path.clone()),
+        manifest: input.manifest.clone(),
+        facts: None,
+        plain: true,
+    };
+    let result = dump_restore::restore_sql_file(args, &sql_input, &target, &expected, rep);
+    cleanup(&path);
+    let (replaced, rows) = result?;
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    rep.emit(
+        Record::new("restored")
+            .with("kind", "tables")
+            .with("path", path_value(&args.backup))
+            .with("dbname", &target)
+            .with("replaced", replaced)
+            .with(
+                "tables",
+                tables.iter().map(Table::qualified).collect::<Vec<_>>(),
+            )
+            .with("rows", total)
+            .with("duration_ms", clock.elapsed().as_millis() as u64),
+    );
+    rep.summary_field("restored", tables.len());
+    rep.summary_field("dbname", &target);
+    Ok(rep.outcome())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_with_and_without_quotes() {
+        assert_eq!(parse_name("users"), vec!["users"]);
+        assert_eq!(parse_name("public.users"), vec!["public", "users"]);
+        assert_eq!(
+            parse_name("public.\"Odd Table\""),
+            vec!["public", "Odd Table"]
+        );
+        assert_eq!(parse_name("\"a.b\".\"c\"\"d\""), vec!["a.b", "c\"d"]);
+        let t = Table {
+            schema: "public".into(),
+            name: "Odd Table".into(),
+        };
+        assert_eq!(t.qualified(), "public.\"Odd Table\"");
+    }
+
+    #[test]
+    fn headers_parse() {
+        let h =
+            parse_head("-- Name: users users_pkey; Type: CONSTRAINT; Schema: public; Owner: app")
+                .unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.kind.as_str(), h.schema.as_str()),
+            ("users users_pkey", "CONSTRAINT", "public")
+        );
+        let h =
+            parse_head("-- Data for Name: Odd Table; Type: TABLE DATA; Schema: public; Owner: x")
+                .unwrap();
+        assert_eq!(
+            (h.name.as_str(), h.kind.as_str()),
+            ("Odd Table", "TABLE DATA")
+        );
+        assert!(parse_head("-- just a comment").is_none());
+    }
+}
