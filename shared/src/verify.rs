@@ -390,7 +390,24 @@ fn compare_manifest(check: &mut FileCheck) {
     if let (Some(db), Some(facts), "dump") = (&manifest.database, &check.facts, check.kind)
         && db.tables != facts.tables
     {
-        problems.push("table row counts differ from the manifest".to_string());
+        let mut diffs: Vec<String> = Vec::new();
+        for name in db.tables.keys().chain(facts.tables.keys()) {
+            let (want, got) = (db.tables.get(name), facts.tables.get(name));
+            if want != got && !diffs.iter().any(|d| d.starts_with(&format!("{name}:"))) {
+                let show =
+                    |n: Option<&u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "none".into());
+                diffs.push(format!(
+                    "{name}: {} rows, the manifest says {}",
+                    show(got),
+                    show(want)
+                ));
+            }
+        }
+        diffs.truncate(5);
+        problems.push(format!(
+            "table row counts differ from the manifest ({})",
+            diffs.join("; ")
+        ));
     }
     if !problems.is_empty() {
         check.verdict = Verdict::Damaged;

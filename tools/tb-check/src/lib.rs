@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod drill;
+
 use tb_shared::catalog;
 use tb_shared::chain::{self, Depth, PointCheck};
 use tb_shared::cli::{Common, ToolArgs};
@@ -67,6 +69,10 @@ pub enum Command {
         /// Files to verify; none means read paths or records from stdin
         files: Vec<PathBuf>,
     },
+    /// Restore the newest backups into scratch copies and check them: the
+    /// monthly restore drill (see `tb-check drill --help`)
+    #[command(long_about = DRILL_ABOUT)]
+    Drill(drill::DrillArgs),
     /// List the backups under a backup root (see `tb-check list --help`)
     #[command(long_about = LIST_ABOUT)]
     List {
@@ -83,6 +89,24 @@ pub enum Command {
         verify: bool,
     },
 }
+
+const DRILL_ABOUT: &str = "\
+The monthly restore drill: prove the newest backups restore.
+
+The newest dump of each database under ROOT (default /backup/toybox) is
+restored with tb-restore into a scratch database (tb_drill_LABEL_PID,
+created and dropped by the drill) on the server given by the libpq
+settings or --container; its row counts are checked against the manifest
+and each --sql check (one query per line, which must return true) is run
+in it. The newest full volume archive and the newest chain point of each
+label are restored into scratch directories (--scratch, default the
+temporary directory), every entry compared with the archive's index or the
+point's listing, then removed.
+
+One `drill` record per check with `ok` and `restore_ms`, the measured
+restore time. Exit codes (monitoring-plugin convention): 0 OK, 1 WARNING
+(nothing to drill for a kind), 2 CRITICAL (a restore or a check failed),
+3 UNKNOWN (the drill itself could not run).";
 
 const LIST_ABOUT: &str = "\
 List the backups under a backup root (default /backup/toybox): dumps,
@@ -127,6 +151,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
             verify(&files, rep)
         }
         Command::List { root, all, verify } => list(&root, all, verify, rep),
+        Command::Drill(a) => drill::drill(&a, rep),
     }
 }
 
