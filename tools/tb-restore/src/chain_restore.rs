@@ -28,7 +28,7 @@ pub(crate) struct Chosen {
 }
 
 /// `--at`: a day (the end of it) or a time, as the latest point time allowed.
-fn parse_at(s: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_at(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_time(NaiveTime::from_hms_opt(23, 59, 59)?));

@@ -42,6 +42,7 @@ use tb_shared::signals;
 
 mod chain_restore;
 mod dump_restore;
+mod plan_restore;
 mod table_restore;
 
 /// Is `p` a dump by its name (`….sql.gz`, not a roles file)?
@@ -168,6 +169,20 @@ pub struct Args {
     /// A dump: list its tables and their row counts, restore nothing
     #[arg(long, conflicts_with_all = ["table", "sql", "dbname", "target", "volume"])]
     pub list: bool,
+
+    /// With a backup root and --at: where a volume label goes (LABEL=VOLUME
+    /// for a Docker volume, LABEL=/DIR for a directory; repeatable)
+    #[arg(long, value_name = "LABEL=TARGET")]
+    pub into: Vec<String>,
+
+    /// With a backup root and --at: carry the plan out (else only print it
+    /// when stdin is not a terminal, or ask)
+    #[arg(long)]
+    pub yes: bool,
+
+    /// With a backup root and --at: only print the plan
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
 
     /// With --table: print the table's SQL on stdout (for psql by hand)
     /// instead of restoring it; records go to stderr
@@ -737,6 +752,15 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     }
     if args.list {
         return table_restore::list(&args, rep);
+    }
+    if plan_restore::is_root(&args) {
+        if args.at.is_none() {
+            return Err(usage(format!(
+                "'{}' is a backup root: give --at YYYY-MM-DD to restore everything to one day (or give one backup: a dump, an archive, a chain with --name)",
+                args.backup.display()
+            )));
+        }
+        return plan_restore::run(&args, rep);
     }
     if !args.table.is_empty() {
         if args.backup == Path::new("-") {

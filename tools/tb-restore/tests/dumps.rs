@@ -367,3 +367,119 @@ fn a_dump_on_stdin_restores_and_a_cut_stream_is_taken_back() {
     assert!(!exists(pg, "cutstdin"));
     no_temporary_databases(pg, "cutstdin");
 }
+
+#[test]
+fn at_a_day_plans_one_recovery_point_for_everything_and_carries_it_out_with_yes() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let root = sb.join("backup");
+    // Dumps of two days (the dump of the 2nd is the one for --at 2026-01-02).
+    std::fs::create_dir_all(root.join("database")).unwrap();
+    let stem = dump()
+        .path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(".sql.gz")
+        .to_string();
+    for day in ["20260101_030000", "20260102_030000", "20260103_030000"] {
+        for ext in ["sql.gz", "roles.sql.gz"] {
+            let from = dump().path.with_file_name(format!("{stem}.{ext}"));
+            std::fs::copy(&from, root.join(format!("database/toybox_{day}.{ext}"))).unwrap();
+        }
+        let m = tb_shared::naming::manifest_path(&dump().path);
+        let text = std::fs::read_to_string(&m)
+            .unwrap()
+            .replace(&stem, &format!("toybox_{day}"));
+        std::fs::write(
+            root.join(format!("database/toybox_{day}.manifest.json")),
+            text,
+        )
+        .unwrap();
+    }
+    // Full volume archives of the 1st and the 3rd.
+    let src = sb.join("media");
+    std::fs::create_dir_all(&src).unwrap();
+    for (day, content) in [("20260101", "first"), ("20260103", "third")] {
+        std::fs::write(src.join("f.txt"), content).unwrap();
+        let out = root.join(format!("volumes/media_volume_{day}.tar.gz"));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let a = tb_voltar::Args::parse_from([
+            "tb-voltar".as_ref(),
+            "--source".as_ref(),
+            src.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
+        tb_voltar::run(a, &mut Reporter::quiet("tb-voltar")).unwrap();
+    }
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+        pg.env(&mut c);
+        c.arg(&root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let target = sb.join("media-restored");
+    let into = format!("media_volume={}", target.display());
+    let out = run(&["--at", "2026-01-02", "--dbname", "at_day", "--into", &into]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let plan = events(&recs, "plan");
+    assert_eq!(plan.len(), 2);
+    assert!(
+        plan[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("toybox_20260102_030000.sql.gz"),
+        "{plan:?}"
+    );
+    assert!(
+        plan[1]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("media_volume_20260101.tar.gz")
+    );
+    assert_eq!(
+        plan[1]["skew_s"],
+        -(27 * 3600),
+        "the volume is 27 hours older than the dump"
+    );
+    assert_eq!(summary(&recs)["dry_run"], true);
+    assert!(
+        !exists(pg, "at_day") && !target.exists(),
+        "stdin is not a terminal: a dry run"
+    );
+    let out = run(&[
+        "--at",
+        "2026-01-02",
+        "--dbname",
+        "at_day",
+        "--into",
+        &into,
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(pg, "at_day"), fingerprint(pg, "toybox"));
+    assert_eq!(
+        std::fs::read_to_string(target.join("f.txt")).unwrap(),
+        "first"
+    );
+    // Before every backup: nothing to plan.
+    let out = run(&["--at", "2025-12-31"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
+}
