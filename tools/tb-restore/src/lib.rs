@@ -170,6 +170,15 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["table", "sql", "dbname", "target", "volume"])]
     pub list: bool,
 
+    /// With --table: replace the tables in the live database given with
+    /// --dbname, in one transaction, after a safety dump of each
+    #[arg(long, requires = "table")]
+    pub into_existing: bool,
+
+    /// With --into-existing: where the safety dumps go [default: the dump's directory]
+    #[arg(long, value_name = "DIR", requires = "into_existing")]
+    pub safety_dir: Option<PathBuf>,
+
     /// With a backup root and --at: where a volume label goes (LABEL=VOLUME
     /// for a Docker volume, LABEL=/DIR for a directory; repeatable)
     #[arg(long, value_name = "LABEL=TARGET")]

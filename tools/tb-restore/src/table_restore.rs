@@ -242,6 +242,9 @@ struct Extractor<W: Write> {
     pub skipped_fks: Vec<SkippedFk>,
     /// Entries written, per kind.
     pub taken: BTreeMap<String, u64>,
+    /// Keep every foreign key of the tables (restoring into the live
+    /// database, where the tables they reference are).
+    keep_fks: bool,
 }
 
 impl<W: Write> Extractor<W> {
@@ -261,6 +264,7 @@ impl<W: Write> Extractor<W> {
             in_copy: false,
             skipped_fks: Vec::new(),
             taken: BTreeMap::new(),
+            keep_fks: false,
         }
     }
 
@@ -391,7 +395,7 @@ impl<W: Write> Extractor<W> {
                     .and_then(|r| r.split('(').next())
                     .map(|r| r.trim().to_string())
                     .unwrap_or_default();
-                let local = self.tables.iter().any(|t| t.qualified() == refd);
+                let local = self.keep_fks || self.tables.iter().any(|t| t.qualified() == refd);
                 if local {
                     self.out.write_all(&body)?;
                     self.count("FK CONSTRAINT");
@@ -473,6 +477,15 @@ impl<W: Write> Extractor<W> {
 /// Read the dump once: extract the tables' SQL into `out`, check the whole
 /// dump. Returns the foreign keys left out and the entries taken.
 fn extract<W: Write>(input: &DumpInput, tables: &[Table], out: W) -> Result<Extraction<W>> {
+    extract_with(input, tables, out, false)
+}
+
+fn extract_with<W: Write>(
+    input: &DumpInput,
+    tables: &[Table],
+    out: W,
+    keep_fks: bool,
+) -> Result<Extraction<W>> {
     let path = input.path.as_ref().context("a dump file is needed")?;
     let file_entry = input
         .manifest
@@ -486,6 +499,7 @@ fn extract<W: Write>(input: &DumpInput, tables: &[Table], out: W) -> Result<Extr
     let mut reader = InflateReader::open(path, chunks, tb_shared::gzip::default_threads());
     let mut scanner = DumpScanner::new(DumpKind::Database);
     let mut ex = Extractor::new(out, tables.to_vec());
+    ex.keep_fks = keep_fks;
     let mut buf = vec![0u8; 1 << 20];
     let mut line: Vec<u8> = Vec::new();
     let mut read_error = None;
@@ -673,6 +687,223 @@ fn temp_sql(dump: &Path) -> Result<(File, PathBuf)> {
     ))
 }
 
+/// `--table … --dbname LIVE --into-existing`: replace the tables in the live
+/// database, in one transaction, after a safety dump of each.
+fn into_existing(
+    args: &Args,
+    input: &DumpInput,
+    tables: &[Table],
+    known: &[(Table, u64)],
+    target: &str,
+    rep: &mut Reporter,
+    clock: Instant,
+) -> Result<Outcome> {
+    let conn = dump_restore::conn(args);
+    // The live tables must be there (else this is not a replacement).
+    for t in tables {
+        let n = dump_restore::psql(
+            &conn,
+            target,
+            &format!(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {} AND c.relkind IN ('r','p');",
+                dump_restore::quote_lit(&t.schema),
+                dump_restore::quote_lit(&t.name)
+            ),
+        )?;
+        if n.trim() != "1" {
+            bail!(Failure::new(
+                Cause::NotFound,
+                format!(
+                    "--into-existing: '{target}' has no table {}; restore it into a new database instead (without --into-existing)",
+                    t.qualified()
+                )
+            ));
+        }
+    }
+    // Safety dumps of the live tables first.
+    let dir = args
+        .safety_dir
+        .clone()
+        .or_else(|| args.backup.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
+    for t in tables {
+        let file = dir.join(format!(
+            "before-restore.{target}.{}.{}.{stamp}.sql.gz",
+            t.schema, t.name
+        ));
+        safety_dump(&conn, target, t, &file)?;
+        rep.emit(
+            Record::new("written")
+                .with("kind", "safety_dump")
+                .with("table", t.qualified())
+                .path(&file)
+                .with(
+                    "bytes",
+                    std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
+                ),
+        );
+    }
+    let (tmp, path) = temp_sql(&args.backup)?;
+    let cleanup = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        signals::untrack_temp(p);
+    };
+    let built = (|| -> Result<(Vec<SkippedFk>, BTreeMap<String, u64>)> {
+        let mut w = BufWriter::new(tmp);
+        // Foreign keys of other tables that point at these: dropped with
+        // them, so recreated after (a row that no longer fits fails all).
+        let mut refs = Vec::new();
+        for t in tables {
+            let out = dump_restore::psql(
+                &conn,
+                target,
+                &format!(
+                    "SET search_path = ''; SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s;', n.nspname, c.relname, k.conname, pg_get_constraintdef(k.oid)) \
+                     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE k.contype = 'f' AND k.confrelid = {}::regclass AND k.conrelid <> k.confrelid ORDER BY 1;",
+                    dump_restore::quote_lit(&t.qualified())
+                ),
+            )?;
+            refs.extend(out.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        }
+        writeln!(w, "\\set ON_ERROR_STOP on")?;
+        for t in tables {
+            writeln!(w, "DROP TABLE {} CASCADE;", t.qualified())?;
+        }
+        let (w, skipped, taken) = extract_with(input, tables, w, true)?;
+        let mut w = w;
+        for r in &refs {
+            writeln!(w, "{r}")?;
+        }
+        // The row counts must be the dump's before anything commits.
+        for (t, n) in known.iter().filter(|(t, _)| tables.contains(t)) {
+            writeln!(
+                w,
+                "DO $tb$ BEGIN IF (SELECT count(*) FROM {q}) <> {n} THEN RAISE EXCEPTION 'restored {q} has % rows, the dump has {n}', (SELECT count(*) FROM {q}); END IF; END $tb$;",
+                q = t.qualified()
+            )?;
+        }
+        w.flush()?;
+        Ok((skipped, taken))
+    })();
+    let (skipped, taken) = match built {
+        Ok(x) => x,
+        Err(e) => {
+            cleanup(&path);
+            return Err(e);
+        }
+    };
+    report_fks(&skipped, rep);
+    rep.emit(extracted_record(tables, &taken));
+    let args_psql: Vec<std::ffi::OsString> = [
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-d",
+        target,
+        "-f",
+        "-",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let mut cmd = conn.command("psql", &args_psql);
+    cmd.stdin(std::fs::File::open(&path).context("cannot read the extracted SQL")?)
+        .stdout(std::process::Stdio::null());
+    let out = cmd.output().context("cannot run psql")?;
+    cleanup(&path);
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let first = said
+            .lines()
+            .find(|l| l.contains("ERROR:"))
+            .unwrap_or(&said)
+            .trim()
+            .to_string();
+        bail!(Failure::new(
+            Cause::Other,
+            format!("the replacement was rolled back, '{target}' is as it was: {first}")
+        ));
+    }
+    let mut total = 0u64;
+    for (t, n) in known.iter().filter(|(t, _)| tables.contains(t)) {
+        rep.emit(
+            Record::new("table")
+                .with("table", t.qualified())
+                .with("rows", *n)
+                .with("expected", *n)
+                .with("ok", true),
+        );
+        total += n;
+    }
+    rep.emit(
+        Record::new("restored")
+            .with("kind", "tables")
+            .with("path", path_value(&args.backup))
+            .with("dbname", target)
+            .with("replaced", true)
+            .with("into_existing", true)
+            .with(
+                "tables",
+                tables.iter().map(Table::qualified).collect::<Vec<_>>(),
+            )
+            .with("rows", total)
+            .with("duration_ms", clock.elapsed().as_millis() as u64),
+    );
+    rep.summary_field("restored", tables.len());
+    rep.summary_field("dbname", target);
+    Ok(rep.outcome())
+}
+
+/// `pg_dump --table` of one live table into a gzipped file, checked complete.
+fn safety_dump(conn: &tb_shared::pg::Conn, db: &str, t: &Table, file: &Path) -> Result<()> {
+    let args: Vec<std::ffi::OsString> = vec![
+        "--dbname".into(),
+        db.into(),
+        "--table".into(),
+        t.qualified().into(),
+    ];
+    let out = conn
+        .command("pg_dump", &args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run pg_dump for the safety dump")?;
+    if !out.status.success() {
+        return Err(tb_shared::pg::explain_failure(
+            "pg_dump",
+            Some(out.status),
+            &String::from_utf8_lossy(&out.stderr),
+            conn.container.is_some(),
+        )
+        .into());
+    }
+    let mut sc = DumpScanner::new(DumpKind::Database);
+    sc.feed(&out.stdout);
+    sc.finish().1.map_err(|why| {
+        anyhow::anyhow!("the safety dump of {} is incomplete: {why}", t.qualified())
+    })?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "cannot create the safety dump '{}' (give --safety-dir DIR)",
+                file.display()
+            )
+        })?;
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    gz.write_all(&out.stdout)
+        .and_then(|()| gz.finish())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write the safety dump '{}'", file.display()))?;
+    Ok(())
+}
+
 /// `--table … --dbname NAME`: restore just those tables into a new database.
 pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result<Outcome> {
     let input = open_dump(&args.backup)?;
@@ -682,6 +913,9 @@ pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result
         .dbname
         .clone()
         .context("give --dbname NAME: the (new, scratch) database to restore the tables into")?;
+    if args.into_existing {
+        return into_existing(args, &input, &tables, &known, &target, rep, clock);
+    }
     let (tmp, path) = temp_sql(&args.backup)?;
     let cleanup = |p: &Path| {
         let _ = std::fs::remove_file(p);

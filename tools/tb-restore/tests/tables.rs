@@ -262,3 +262,95 @@ fn list_shows_the_tables_and_sql_prints_what_psql_can_run() {
         "5"
     );
 }
+
+#[test]
+fn into_existing_replaces_the_live_table_in_one_transaction_after_a_safety_dump() {
+    let pg = Pg::shared();
+    let _ = dump();
+    // The same contents as the dumped database (not TEMPLATE shop: other
+    // tests may be connected to it).
+    pg.createdb("shop_live");
+    pg.psql("shop_live", SHOP);
+    pg.psql("shop_live", "UPDATE public.owners SET name = 'changed'");
+    let safety = Sandbox::new();
+    let out = restore(&[
+        "--table",
+        "public.owners",
+        "--dbname",
+        "shop_live",
+        "--into-existing",
+        "--safety-dir",
+        safety.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql(
+            "shop_live",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM public.owners"
+        )
+        .trim(),
+        "ann,bo"
+    );
+    // The foreign key of the other table that points at it is back.
+    assert_eq!(
+        pg.psql(
+            "shop_live",
+            "SELECT conname FROM pg_constraint WHERE confrelid = 'public.owners'::regclass"
+        )
+        .trim(),
+        "items_owner_id_fkey"
+    );
+    // The safety dump holds the table as it was before.
+    let recs = records(&out.stdout);
+    let w = events(&recs, "written");
+    let file = PathBuf::from(w[0]["path"].as_str().unwrap());
+    assert!(file.starts_with(safety.path()));
+    let sql = String::from_utf8(tb_testkit::gunzip(&file)).unwrap();
+    assert!(sql.contains("changed") && sql.contains("CREATE TABLE public.owners"));
+
+    // A live row that would lose its parent: everything is rolled back.
+    pg.psql(
+        "shop_live",
+        "UPDATE public.owners SET name = 'changed again'",
+    );
+    pg.psql(
+        "shop_live",
+        "INSERT INTO public.owners (id, name) OVERRIDING SYSTEM VALUE VALUES (3, 'cy')",
+    );
+    pg.psql(
+        "shop_live",
+        "INSERT INTO public.items (sku, owner_id) VALUES ('needs-cy', 3)",
+    );
+    let out = restore(&[
+        "--table",
+        "public.owners",
+        "--dbname",
+        "shop_live",
+        "--into-existing",
+        "--safety-dir",
+        safety.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    assert_eq!(
+        pg.psql(
+            "shop_live",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM public.owners"
+        )
+        .trim(),
+        "changed again,changed again,cy"
+    );
+    assert_eq!(
+        pg.psql(
+            "shop_live",
+            "SELECT count(*) FROM public.items WHERE owner_id = 3"
+        )
+        .trim(),
+        "1"
+    );
+}
