@@ -44,6 +44,12 @@ pub struct DrillArgs {
     #[arg(long)]
     pub dump_only: bool,
 
+    /// Restore the dump into a throwaway PostgreSQL cluster the drill starts
+    /// itself (initdb in the scratch directory; the newest server installed)
+    /// and removes after, instead of a scratch database on a running server
+    #[arg(long, conflicts_with_all = ["host", "port", "username", "container"])]
+    pub scratch_cluster: bool,
+
     /// The server for the scratch database: host or socket directory (else PGHOST)
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
@@ -159,6 +165,29 @@ pub fn drill(a: &DrillArgs, rep: &mut Reporter) -> Result<Outcome> {
 
     // The newest dump of each database label.
     let dumps = newest(&cat.backups, |b| b.kind == Kind::Dump);
+    let cluster = if a.scratch_cluster && !dumps.is_empty() {
+        let c = ScratchCluster::start(&scratch_root)
+            .context("cannot start the scratch PostgreSQL cluster (--scratch-cluster)")?;
+        rep.emit(
+            Record::new("drill")
+                .with("check", "cluster")
+                .with("ok", true)
+                .with("server", c.bindir.display().to_string())
+                .with("start_ms", c.start_ms),
+        );
+        Some(c)
+    } else {
+        None
+    };
+    let a = &match &cluster {
+        Some(c) => DrillArgs {
+            host: Some(c.sock.display().to_string()),
+            port: Some("5432".into()),
+            username: Some("tbdrill".into()),
+            ..a.clone()
+        },
+        None => a.clone(),
+    };
     if dumps.is_empty() {
         rep.warn(
             &format!(
@@ -187,13 +216,21 @@ pub fn drill(a: &DrillArgs, rep: &mut Reporter) -> Result<Outcome> {
             db.clone(),
         ];
         argv.extend(conn_args(a));
+        if a.scratch_cluster {
+            // A fresh cluster has none of the dump's roles.
+            argv.push("--with-roles".into());
+        }
         let started = Instant::now();
         let ran = run_restore(argv);
         let ms = started.elapsed().as_millis() as u64;
         let mut r = drill_record("dump", b, ran.ok, ms).with("dbname", &db);
         let tables = ran.records.iter().filter(|x| x["event"] == "table").count();
         r.set("tables", tables);
-        if let Some(x) = ran.records.iter().find(|x| x["event"] == "restored") {
+        if let Some(x) = ran
+            .records
+            .iter()
+            .find(|x| x["event"] == "restored" && x["kind"] == "dump")
+        {
             r.set("rows", x["rows"].clone());
         }
         if let Some(why) = &ran.reason {
@@ -308,6 +345,161 @@ pub fn drill(a: &DrillArgs, rep: &mut Reporter) -> Result<Outcome> {
         health = health.worst(Health::Warning);
     }
     Ok(Outcome::health(health))
+}
+
+/// A throwaway cluster: initdb in a private directory, a unix socket only,
+/// stopped and removed on drop (also when the drill fails).
+struct ScratchCluster {
+    dir: PathBuf,
+    sock: PathBuf,
+    bindir: PathBuf,
+    owner: Option<String>,
+    start_ms: u64,
+}
+
+/// The newest server installed: `/usr/lib/postgresql/N/bin`, else the
+/// directory of `initdb` on PATH.
+fn server_bindir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let v: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("initdb").exists().then_some((v, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    if let Some((_, d)) = dirs.pop() {
+        return Some(d);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p).find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
+    })
+}
+
+impl ScratchCluster {
+    fn start(scratch: &Path) -> Result<ScratchCluster> {
+        let started = Instant::now();
+        let bindir = server_bindir().context(
+            "no PostgreSQL server is installed (initdb, pg_ctl): apt-get install -y postgresql",
+        )?;
+        let dir = scratch.join(format!(
+            "{}drill-cluster.{}",
+            tb_shared::naming::TEMP_PREFIX,
+            std::process::id()
+        ));
+        std::fs::create_dir_all(dir.join("sock"))
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        signals::track_temp(&dir);
+        // PostgreSQL refuses to run as root: as root, the postgres user runs it.
+        let owner = nix::unistd::geteuid().is_root().then(|| {
+            if nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                "postgres".to_string()
+            } else {
+                "nobody".to_string()
+            }
+        });
+        let mut c = ScratchCluster {
+            sock: dir.join("sock"),
+            dir,
+            bindir,
+            owner,
+            start_ms: 0,
+        };
+        if let Some(o) = &c.owner {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", o])
+                .arg(&c.dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            anyhow::ensure!(ok, "cannot give '{}' to the user {o}", c.dir.display());
+        }
+        let data = c.dir.join("data");
+        c.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "tbdrill".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                "--auth=trust".as_ref(),
+            ],
+        )?;
+        let opts = format!(
+            "-k {} -p 5432 -c listen_addresses='' -c fsync=off",
+            c.sock.display()
+        );
+        let log = c.dir.join("server.log");
+        c.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "60".as_ref(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "start".as_ref(),
+            ],
+        )?;
+        c.start_ms = started.elapsed().as_millis() as u64;
+        Ok(c)
+    }
+
+    fn run(&self, prog: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
+        let bin = self.bindir.join(prog);
+        let mut cmd = match &self.owner {
+            Some(o) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", o, "--"]).arg(&bin);
+                c
+            }
+            None => std::process::Command::new(&bin),
+        };
+        let out = cmd
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{prog} failed: {}",
+            tb_shared::record::one_line(&String::from_utf8_lossy(&out.stderr))
+        );
+        Ok(())
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        remove_scratch(&self.dir);
+        signals::untrack_temp(&self.dir);
+    }
 }
 
 fn remove_scratch(dir: &Path) {

@@ -225,3 +225,39 @@ fn sabotaged_backups_and_a_failing_check_are_critical() {
     assert_eq!(summary(&recs)["status"], "critical");
     no_leftovers(&scratch, "drill_bad");
 }
+
+#[test]
+fn a_scratch_cluster_is_started_restored_into_and_removed() {
+    let sb = Sandbox::new();
+    let (root, _, _) = root(&sb, "drill_cluster");
+    let scratch = sb.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    // Traversable by the postgres user that runs the scratch server as root.
+    let _ = Command::new("chmod")
+        .args(["755"])
+        .arg(sb.path())
+        .arg(&scratch)
+        .status();
+    let out = Command::new(env!("CARGO_BIN_EXE_tb-check"))
+        .args(["drill", "--scratch-cluster", "--dump-only", "--scratch"])
+        .arg(&scratch)
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(by_check(&recs, "cluster")[0]["ok"], true);
+    let d = by_check(&recs, "dump");
+    assert_eq!(
+        (d[0]["ok"].as_bool(), d[0]["rows"].as_u64()),
+        (Some(true), Some(2459))
+    );
+    assert!(by_check(&recs, "volume").is_empty(), "--dump-only");
+    no_leftovers(&scratch, "drill_cluster");
+}
