@@ -19,6 +19,13 @@ pub struct Common {
     /// Lines from tools writing at once never interleave.
     #[arg(long, value_name = "FILE", env = "TB_LOG", global = true)]
     pub log: Option<PathBuf>,
+
+    /// When the result is not OK, run this command (with `sh -c`) and give
+    /// it the records that are not OK, then the summary, as JSON lines on
+    /// its stdin (e.g. `mail -s 'tb failed' ops@example.com`). Data never
+    /// goes into the command line
+    #[arg(long, value_name = "CMD", env = "TB_ALERT_CMD", global = true)]
+    pub alert_cmd: Option<String>,
 }
 
 /// What `run_tool` needs to know about a tool's arguments.
@@ -75,6 +82,7 @@ pub fn run_tool<A: ToolArgs>(
         rep.open_log(log);
     }
     let failure = args.failure_outcome();
+    let alert_cmd = args.common().alert_cmd.clone();
     rep.arm_emergency(failure);
     crate::signals::install(tool);
     let outcome = match run(args, &mut rep) {
@@ -90,5 +98,40 @@ pub fn run_tool<A: ToolArgs>(
         }
     };
     rep.summary(outcome);
+    if outcome.code != 0
+        && let Some(cmd) = &alert_cmd
+    {
+        run_alert(tool, cmd, rep.alerts());
+    }
     ExitCode::from(outcome.code)
+}
+
+/// Run the alert command with `records` on its stdin; a failure to alert
+/// is said on stderr (there is nowhere else to say it).
+fn run_alert(tool: &str, cmd: &str, records: &[serde_json::Value]) {
+    use std::io::Write;
+    let mut input = Vec::new();
+    for r in records {
+        let _ = serde_json::to_writer(&mut input, r);
+        input.push(b'\n');
+    }
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("TB_ALERT_TOOL", tool)
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            if let Some(mut stdin) = c.stdin.take() {
+                let _ = stdin.write_all(&input);
+            }
+            match c.wait() {
+                Ok(st) if st.success() => {}
+                Ok(st) => eprintln!("{tool}: the alert command failed ({st}): {cmd}"),
+                Err(e) => eprintln!("{tool}: the alert command failed: {e}"),
+            }
+        }
+        Err(e) => eprintln!("{tool}: cannot run the alert command ({e}): {cmd}"),
+    }
 }

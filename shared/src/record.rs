@@ -136,6 +136,9 @@ pub struct Reporter {
     log_failed: bool,
     summary: Map<String, Value>,
     kept: Vec<Value>,
+    /// The records that are not OK (errors, warnings, damaged verdicts,
+    /// failed checks), the first 1000: what `--alert-cmd` hears.
+    alerts: Vec<Value>,
 }
 
 impl Reporter {
@@ -152,6 +155,7 @@ impl Reporter {
             log_failed: false,
             summary: Map::new(),
             kept: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 
@@ -213,6 +217,11 @@ impl Reporter {
         }
     }
 
+    /// The records that are not OK, in order (see [`is_alert`]).
+    pub fn alerts(&self) -> &[Value] {
+        &self.alerts
+    }
+
     /// Emit one record.
     pub fn emit(&mut self, rec: Record) {
         let mut obj = Map::new();
@@ -227,6 +236,9 @@ impl Reporter {
         line.push('\n');
         self.write_sink(line.as_bytes());
         self.write_log(line.as_bytes());
+        if is_alert(&value) && self.alerts.len() < 1000 {
+            self.alerts.push(value.clone());
+        }
         if self.sink == Sink::Memory {
             self.kept.push(value);
         }
@@ -414,6 +426,20 @@ pub fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Whether a record tells of something not OK: an error or warning, a
+/// damaged or unreadable verdict, a check or finding that is not ok, a
+/// failed summary.
+pub fn is_alert(v: &Value) -> bool {
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    matches!(s("event"), Some("error" | "warning"))
+        || matches!(s("verdict"), Some("damaged" | "unreadable"))
+        || v.get("ok") == Some(&Value::Bool(false))
+        || v.get("restorable") == Some(&Value::Bool(false))
+        || (s("event") == Some("finding") && s("status").is_some_and(|st| st != "ok"))
+        || (s("event") == Some("summary")
+            && v.get("exit_code").and_then(Value::as_u64).unwrap_or(0) != 0)
 }
 
 /// Now, as RFC 3339 local time with milliseconds and offset.

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod drill;
+mod status;
 
 use tb_shared::catalog;
 use tb_shared::chain::{self, Depth, PointCheck};
@@ -69,6 +70,10 @@ pub enum Command {
         /// Files to verify; none means read paths or records from stdin
         files: Vec<PathBuf>,
     },
+    /// Report the health of the backups: freshness, verdicts, sizes,
+    /// retention, disk, drills, containers (see `tb-check status --help`)
+    #[command(long_about = STATUS_ABOUT)]
+    Status(status::StatusArgs),
     /// Restore the newest backups into scratch copies and check them: the
     /// monthly restore drill (see `tb-check drill --help`)
     #[command(long_about = DRILL_ABOUT)]
@@ -89,6 +94,26 @@ pub enum Command {
         verify: bool,
     },
 }
+
+const STATUS_ABOUT: &str = "\
+Report the health of the backups under ROOT (default /backup/toybox), one
+`finding` record per fact, with the monitoring-plugin exit codes: 0 OK,
+1 WARNING, 2 CRITICAL, 3 UNKNOWN (for cron mail, Nagios/Icinga/Zabbix
+checks, or anything that reads exit codes).
+
+Per kind and label: freshness (newest dump younger than 26 hours, full
+volume archive 8 days, incremental point 26 hours), the newest backup
+verified good, the number of good restore points, size anomalies (the
+newest much smaller than the usual, a dump's row count fallen sharply);
+retention working (nothing past its retention plus a margin, apart from
+what the safety rules keep, each explained); the disk of the backup
+filesystem (WARNING at 80 %, CRITICAL at 90 %) and the days until full at
+the last week's growth; containers a backup stopped and did not start
+again; and, from the log (--read-log), the last failure of each tool and
+the last restore drill's age and verdict.
+
+--prom FILE writes the same facts as a Prometheus textfile (for
+node_exporter's textfile collector), atomically.";
 
 const DRILL_ABOUT: &str = "\
 The monthly restore drill: prove the newest backups restore.
@@ -152,6 +177,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         }
         Command::List { root, all, verify } => list(&root, all, verify, rep),
         Command::Drill(a) => drill::drill(&a, rep),
+        Command::Status(a) => status::status(&a, rep),
     }
 }
 
