@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDateTime;
+use chrono::{Duration, NaiveDateTime};
 
 use crate::chain::{self, Depth};
 use crate::manifest::Manifest;
@@ -164,7 +164,10 @@ pub fn describe_file(path: &Path, verify: bool) -> Option<Backup> {
         time: name.time,
         path: path.to_path_buf(),
         bytes: meta.len(),
-        sidecars: sidecars.into_iter().filter(|p| p.exists()).collect(),
+        sidecars: sidecars
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+            .collect(),
         status,
         chain: None,
     })
@@ -255,7 +258,10 @@ fn scan_dir(dir: &Path, verify: bool, depth: u32, cat: &mut Catalog) -> std::io:
             Ok(t) => t,
             Err(_) => continue,
         };
-        if ft.is_dir() {
+        // A layout directory may be a symlink (`database -> /mnt/disk2/db`).
+        let is_dir =
+            ft.is_dir() || ft.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
             if depth < 2 {
                 scan_dir(&path, verify, depth + 1, cat)?;
             } else {
@@ -357,14 +363,25 @@ pub fn plan(
             .or_default()
             .push(i);
     }
-    // Units, per (kind, label).
-    let mut by_label: BTreeMap<(&'static str, String), Vec<PlanUnit>> = BTreeMap::new();
+    // Units, per (kind, directory, label): the safety rules hold in every
+    // directory (a copy of the layout elsewhere never pushes out the last
+    // backup of this one).
+    let mut by_label: BTreeMap<(&'static str, PathBuf, String), Vec<PlanUnit>> = BTreeMap::new();
     for ((kind, label, _), mut members) in groups {
         members.sort_by(|&a, &b| backups[b].time.cmp(&backups[a].time));
         let newest = &backups[members[0]];
-        let verified = newest.status == Status::Good;
+        // A name in the future (a clock that was wrong) never counts.
+        let verified = newest.status == Status::Good && newest.time <= now + Duration::days(1);
+        let dir = match &newest.chain {
+            Some(c) => c.dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => newest
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        };
         by_label
-            .entry((kind, label.clone()))
+            .entry((kind, dir, label.clone()))
             .or_default()
             .push(PlanUnit {
                 kind,
@@ -379,7 +396,7 @@ pub fn plan(
             });
     }
     let mut out = Vec::new();
-    for ((kind, _), mut units) in by_label {
+    for ((kind, _, _), mut units) in by_label {
         let k = match kind {
             "dump" => Kind::Dump,
             "volume" => Kind::Volume,
@@ -404,7 +421,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, NaiveDate};
+    use chrono::NaiveDate;
     use std::collections::{HashMap, HashSet};
 
     struct Rng(u64);

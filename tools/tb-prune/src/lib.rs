@@ -263,11 +263,32 @@ fn parse_now(s: &str) -> Result<NaiveDateTime> {
 }
 
 /// Look at every listed path on disk. Chain points bring their whole chain.
+/// `p` with its directory resolved (symlinks, `..`), the last component
+/// kept as it is: one spelling per file, so a file listed twice through
+/// different paths is one backup, never "one kept, one deleted".
+fn canonical(p: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return p.to_path_buf();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::canonicalize(dir) {
+        Ok(d) => d.join(name),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
 fn describe(listing: &Listing, rep: &mut Reporter) -> Vec<Backup> {
     let mut out: Vec<Backup> = Vec::new();
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut chains: BTreeMap<PathBuf, bool> = BTreeMap::new();
-    for (p, damaged) in &listing.paths {
+    // Chain directories to describe, and the points the listing says are damaged.
+    let mut chains: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
+    for (given, damaged) in &listing.paths {
+        let canon = canonical(given);
+        let p = &canon;
         let skip = |rep: &mut Reporter, why: &str| {
             rep.warn(
                 &format!("'{}' is skipped: {why}", p.display()),
@@ -285,8 +306,10 @@ fn describe(listing: &Listing, rep: &mut Reporter) -> Vec<Backup> {
             match chain::as_point(p) {
                 Some(point) => {
                     let dir = point.dir.parent().unwrap_or(p).to_path_buf();
-                    let e = chains.entry(dir).or_insert(false);
-                    *e |= *damaged;
+                    let e = chains.entry(dir).or_default();
+                    if *damaged {
+                        e.insert(point.dir.clone());
+                    }
                 }
                 None => skip(
                     rep,
@@ -322,9 +345,9 @@ fn describe(listing: &Listing, rep: &mut Reporter) -> Vec<Backup> {
     }
     for (dir, damaged) in chains {
         for mut b in catalog::describe_chain(&dir, false) {
-            if damaged && b.status == Status::Good {
-                // A full check (tb-check list --verify) found damage in this chain.
-                b.status = Status::Damaged("the listing says this chain is damaged".into());
+            if damaged.contains(&b.path) && b.status == Status::Good {
+                // A full check (tb-check list --verify) found this point damaged.
+                b.status = Status::Damaged("the listing says this point is damaged".into());
             }
             if seen.insert(b.path.clone()) {
                 out.push(b);
@@ -334,13 +357,18 @@ fn describe(listing: &Listing, rep: &mut Reporter) -> Vec<Backup> {
     out
 }
 
-/// Remove one file or point directory; false when it was already gone.
-fn remove(path: &Path) -> Result<bool> {
+/// Remove one file, or a chain point directory (`dir_ok`); false when it
+/// was already gone. Anything else in the way (a directory or a FIFO
+/// named like a sidecar) is never touched.
+fn remove(path: &Path, dir_ok: bool) -> Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("cannot read '{}'", path.display())),
     };
+    if !(meta.is_file() || dir_ok && meta.is_dir()) {
+        return Ok(false);
+    }
     if meta.is_dir() {
         std::fs::remove_dir_all(path)
     } else {
@@ -376,6 +404,89 @@ fn decision_record(event: &str, u: &PlanUnit, b: &Backup) -> Record {
     r
 }
 
+/// Plan, then check completely the backup that will stay as the newest
+/// verified one of every group that loses anything (a manifest's verdict
+/// and sizes cannot see a flipped byte): when it is damaged, it no longer
+/// counts and the plan is made again, so a broken newest backup never
+/// pushes out the last good one.
+fn plan_checked(
+    backups: &mut [Backup],
+    args: &Args,
+    now: NaiveDateTime,
+    rep: &mut Reporter,
+) -> Vec<PlanUnit> {
+    let mut checked: BTreeSet<PathBuf> = BTreeSet::new();
+    loop {
+        let units = catalog::plan(backups, &|k| args.policy(k), now);
+        let mut changed = false;
+        // Groups that lose something: (kind, directory, label).
+        let key = |b: &Backup| {
+            let dir = match &b.chain {
+                Some(c) => c.dir.clone(),
+                None => b.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            };
+            let kind = match b.kind {
+                Kind::ChainBase | Kind::ChainIncr => "chain",
+                k => k.as_str(),
+            };
+            (kind, dir, b.label.clone())
+        };
+        let losing: BTreeSet<_> = units
+            .iter()
+            .filter(|u| !u.verdict.keep)
+            .map(|u| key(&backups[u.members[0]]))
+            .collect();
+        for u in units.iter().filter(|u| u.verdict.keep && u.verified) {
+            let newest = u.members[0];
+            if !losing.contains(&key(&backups[newest]))
+                || !checked.insert(backups[newest].path.clone())
+            {
+                continue;
+            }
+            let why = full_check(&backups[newest]);
+            let mut r = Record::new("verified")
+                .with("kind", backups[newest].kind.as_str())
+                .path(&backups[newest].path)
+                .with("verdict", if why.is_none() { "good" } else { "damaged" })
+                .with("reason", &why);
+            r.set("by", "tb-prune, before deleting older backups");
+            rep.emit(r);
+            if let Some(why) = why {
+                rep.warn(
+                    &format!(
+                        "'{}' looked good but is damaged ({why}): it no longer counts as the newest good backup",
+                        backups[newest].path.display()
+                    ),
+                    Record::new("warning").path(&backups[newest].path),
+                );
+                backups[newest].status = Status::Damaged(why);
+                changed = true;
+            }
+        }
+        if !changed {
+            return units;
+        }
+    }
+}
+
+/// A complete check of one backup: None when good, else why not.
+fn full_check(b: &Backup) -> Option<String> {
+    match &b.chain {
+        None => {
+            let c = tb_shared::verify::check_file(&b.path);
+            (c.verdict != tb_shared::verify::Verdict::Good)
+                .then(|| c.reason.unwrap_or_else(|| "damaged".into()))
+        }
+        Some(c) => match chain::check_chain(&c.dir, chain::Depth::Full) {
+            Err(e) => Some(format!("{e:#}")),
+            Ok(checks) => match checks.iter().find(|x| x.point.dir == b.path) {
+                None => Some("the point is gone".into()),
+                Some(me) => me.unrestorable.clone(),
+            },
+        },
+    }
+}
+
 /// Run `tb-prune`.
 pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let now = match &args.now {
@@ -401,8 +512,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         rep.summary_field("deleted", 0);
         return Ok(Outcome::WARNINGS);
     }
-    let backups = describe(&listing, rep);
-    let units = catalog::plan(&backups, &|k| args.policy(k), now);
+    let mut backups = describe(&listing, rep);
+    let units = plan_checked(&mut backups, &args, now, rep);
 
     // Directories to lock: every one a deletion happens in.
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
@@ -456,9 +567,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
                 .partition(|p| p.to_string_lossy().ends_with(".manifest.json"));
             files.extend(others);
             files.extend(manifests);
+            let is_point = b.chain.is_some();
             let result = signals::critical(|| -> Result<()> {
-                for f in &files {
-                    remove(f)?;
+                for (i, f) in files.iter().enumerate() {
+                    remove(f, is_point && i == 0)?;
                 }
                 fsync_dir(b.path.parent().unwrap_or(Path::new(".")))
             });

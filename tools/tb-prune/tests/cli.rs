@@ -553,3 +553,144 @@ fn the_plan_keeps_seven_days_of_dumps_with_their_roles_and_manifests() {
         }
     }
 }
+
+// Regressions from a hostile review: each of these used to delete the
+// last good backup or something that was not a backup.
+
+#[test]
+fn one_backup_listed_under_two_spellings_is_one_backup_and_is_kept() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let db = sb.join("root/volumes");
+    let only = archive(&src, &db, "media_volume_20260101.tar.gz");
+    std::os::unix::fs::symlink(&db, sb.join("alias")).unwrap();
+    let mut input = Vec::new();
+    for p in [
+        only.clone(),
+        sb.join("alias/media_volume_20260101.tar.gz"),
+        sb.join("root/volumes/../volumes/media_volume_20260101.tar.gz"),
+    ] {
+        input.extend_from_slice(p.as_os_str().as_encoded_bytes());
+        input.push(b'\n');
+    }
+    let out = prune(&input, &["--now", "2026-06-01T00:00:00"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert!(events(&recs, "deleted").is_empty(), "{recs:#?}");
+    assert_eq!(events(&recs, "kept").len(), 1);
+    assert!(only.exists());
+}
+
+#[test]
+fn the_newest_backup_of_each_directory_is_kept_even_with_newer_copies_elsewhere() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let prod = archive(
+        &src,
+        &sb.join("root/prod/volumes"),
+        "media_volume_20260101.tar.gz",
+    );
+    archive(
+        &src,
+        &sb.join("root/staging/volumes"),
+        "media_volume_20260115.tar.gz",
+    );
+    archive(
+        &src,
+        &sb.join("root/staging/volumes"),
+        "media_volume_20260120.tar.gz",
+    );
+    let out = prune(&list(&sb.join("root")), &["--now", "2026-03-01T00:00:00"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(prod.exists(), "prod's only backup must stay");
+    let recs = records(&out.stdout);
+    assert_eq!(
+        decided(&recs, "deleted"),
+        vec!["media_volume_20260115.tar.gz"]
+    );
+}
+
+#[test]
+fn a_newest_backup_with_a_flipped_byte_is_found_before_older_ones_are_deleted() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let dir = sb.join("root/volumes");
+    let good = archive(&src, &dir, "media_volume_20260101.tar.gz");
+    let bad = archive(&src, &dir, "media_volume_20260120.tar.gz");
+    // Same size, so the manifest's sizes cannot see it.
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff;
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = prune(&list(&sb.join("root")), &["--now", "2026-06-01T00:00:00"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a warning names the damaged one: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(good.exists(), "the only intact archive stays");
+    let recs = records(&out.stdout);
+    let v = events(&recs, "verified");
+    assert_eq!(v[0]["verdict"], "damaged");
+    assert!(decided(&recs, "kept").contains(&"media_volume_20260101.tar.gz".to_string()));
+}
+
+#[test]
+fn a_name_in_the_future_never_pushes_out_real_backups() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let dir = sb.join("root/volumes");
+    let real = archive(&src, &dir, "media_volume_20260115.tar.gz");
+    archive(&src, &dir, "media_volume_20300110.tar.gz");
+    let out = prune(&list(&sb.join("root")), &["--now", "2026-03-01T00:00:00"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        real.exists(),
+        "the real newest stays: the 2030 name does not count"
+    );
+}
+
+#[test]
+fn a_directory_named_like_a_sidecar_is_never_deleted() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let dir = sb.join("root/volumes");
+    archive(&src, &dir, "media_volume_20260101.tar.gz");
+    archive(&src, &dir, "media_volume_20260120.tar.gz");
+    // Replace the old archive's index by a directory holding something precious.
+    let idx = dir.join("media_volume_20260101.index.jsonl.gz");
+    std::fs::remove_file(&idx).unwrap();
+    std::fs::create_dir(&idx).unwrap();
+    std::fs::write(idx.join("important.txt"), "precious").unwrap();
+    let _ = prune(&list(&sb.join("root")), &["--now", "2026-06-01T00:00:00"]);
+    assert_eq!(
+        std::fs::read_to_string(idx.join("important.txt")).unwrap(),
+        "precious"
+    );
+}
+
+#[test]
+fn a_symlinked_layout_directory_is_listed_and_pruned() {
+    let sb = Sandbox::new();
+    let src = tree(&sb);
+    let real = sb.join("disk2/volumes");
+    archive(&src, &real, "media_volume_20260101.tar.gz");
+    archive(&src, &real, "media_volume_20260120.tar.gz");
+    std::fs::create_dir_all(sb.join("root")).unwrap();
+    std::os::unix::fs::symlink(&real, sb.join("root/volumes")).unwrap();
+    let listing = list(&sb.join("root"));
+    assert_eq!(events(&records(&listing), "backup").len(), 2);
+    let out = prune(&listing, &["--now", "2026-06-01T00:00:00"]);
+    let recs = records(&out.stdout);
+    assert_eq!(
+        decided(&recs, "deleted"),
+        vec!["media_volume_20260101.tar.gz"]
+    );
+    assert!(real.join("media_volume_20260120.tar.gz").exists());
+}
