@@ -158,6 +158,10 @@ pub struct DumpFacts {
     /// Extensions it creates (`CREATE EXTENSION`): the target server must
     /// have them available.
     pub extensions: std::collections::BTreeSet<String>,
+    /// psql meta-commands other than `\restrict`/`\unrestrict` (the first
+    /// few): pg_dump never writes them, and psql would run them (`\!` runs
+    /// a shell command), so a restore refuses such a dump.
+    pub meta_commands: Vec<String>,
 }
 
 impl DumpFacts {
@@ -535,6 +539,11 @@ impl DumpScanner {
             {
                 self.start_copy();
             }
+            if self.line.first() == Some(&b'\\') && self.facts.meta_commands.len() < 5 {
+                self.facts.meta_commands.push(
+                    String::from_utf8_lossy(&self.line[..self.line.len().min(80)]).into_owned(),
+                );
+            }
             return;
         };
         let line = line.strip_suffix('\r').unwrap_or(line).to_string();
@@ -572,6 +581,12 @@ impl DumpScanner {
             self.unrestricted = Some(k.trim().to_string());
         } else if line.starts_with("SELECT pg_catalog.lo_create(") {
             self.facts.large_objects += 1;
+        } else if line.starts_with('\\') {
+            if self.facts.meta_commands.len() < 5 {
+                self.facts
+                    .meta_commands
+                    .push(line.chars().take(80).collect());
+            }
         } else {
             requirements(&line, &mut self.facts);
         }
@@ -590,6 +605,12 @@ impl DumpScanner {
             rows: 0,
             tabs: columns.saturating_sub(1),
         });
+    }
+
+    /// Whether a psql meta-command other than `\restrict`/`\unrestrict`
+    /// has been seen (cheap; see [`DumpFacts::meta_commands`]).
+    pub fn has_meta_commands(&self) -> bool {
+        !self.facts.meta_commands.is_empty()
     }
 
     /// What was learned so far (tables counted once their `\.` was seen).
@@ -957,6 +978,15 @@ mod tests {
         );
         let ext: Vec<&str> = facts.extensions.iter().map(String::as_str).collect();
         assert_eq!(ext, vec!["pgcrypto", "uuid-ossp"]);
+    }
+
+    #[test]
+    fn meta_commands_other_than_restrict_are_collected() {
+        let body = "\\! touch /tmp/x\nCREATE TABLE t (a int);\n\\c other\n";
+        let (facts, _) = scan(db_dump(body).as_bytes(), 5);
+        assert_eq!(facts.meta_commands, vec!["\\! touch /tmp/x", "\\c other"]);
+        let (facts, _) = scan(db_dump("CREATE TABLE t (a int);\n").as_bytes(), 5);
+        assert!(facts.meta_commands.is_empty());
     }
 
     #[test]

@@ -230,6 +230,23 @@ pub(crate) fn verify_dump(path: &Path, rep: &mut Reporter) -> Result<DumpInput> 
         );
         None
     };
+    if let Some(f) = &c.facts
+        && !f.meta_commands.is_empty()
+    {
+        rep.emit(
+            check_record("meta_commands", false)
+                .path(path)
+                .with("found", &f.meta_commands),
+        );
+        bail!(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "'{}' holds psql meta-commands that pg_dump never writes ({}): psql would run them (\\! runs a shell command); nothing was touched. Inspect the file: gunzip -c FILE | grep -n '^\\\\'",
+                path.display(),
+                f.meta_commands.join(", ")
+            )
+        ));
+    }
     let mut r = check_record("verify", true).path(path);
     if let Some(gz) = &c.gz {
         r.set("bytes", gz.gz_bytes);
@@ -272,13 +289,39 @@ fn target_state(conn: &Conn, name: &str) -> Result<Option<u64>> {
     if exists.trim() == "0" {
         return Ok(None);
     }
+    let template = psql(
+        conn,
+        MAINTENANCE_DB,
+        &format!(
+            "SELECT datistemplate OR datname IN ('postgres', 'template0', 'template1') FROM pg_database WHERE datname = {};",
+            quote_lit(name)
+        ),
+    )?;
+    if template.trim() == "t" {
+        bail!(Failure::new(
+            Cause::BadInput,
+            format!(
+                "'{name}' is a template or the maintenance database: tb-restore never replaces it; restore into a database of its own (--dbname NEW)"
+            )
+        ));
+    }
+    // Anything in it counts: relations, large objects, functions, types,
+    // schemas other than public, settings, a comment.
     let n = psql(
         conn,
         name,
         "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r','p','v','m','S','f') AND n.nspname NOT IN ('pg_catalog','information_schema') \
          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%') \
-         + (SELECT count(*) FROM pg_largeobject_metadata);",
+         + (SELECT count(*) FROM pg_largeobject_metadata) \
+         + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+            WHERE n.nspname NOT IN ('pg_catalog','information_schema')) \
+         + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+            WHERE n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND t.typrelid = 0) \
+         + (SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('public','pg_catalog','information_schema') \
+            AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%') \
+         + (SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database()) \
+         + (SELECT count(*) FROM pg_database d WHERE d.datname = current_database() AND shobj_description(d.oid, 'pg_database') IS NOT NULL);",
     )?;
     Ok(Some(n.trim().parse().unwrap_or(u64::MAX)))
 }
@@ -415,7 +458,7 @@ pub(crate) fn preflight(
         bail!(Failure::new(
             Cause::NotEmpty,
             format!(
-                "the database '{target}' already holds {} tables, sequences, views or large objects: restore into a new database (--dbname NEW), or give --clean to replace it (it is dropped only after the restore succeeded)",
+                "the database '{target}' already holds {} objects (tables, sequences, functions, types, schemas, large objects, settings): restore into a new database (--dbname NEW), or give --clean to replace it (it is dropped only after the restore succeeded)",
                 state.unwrap_or_default()
             )
         ));
@@ -584,6 +627,17 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             Err(_) => break, // the reader's own verdict comes from finish()
         };
         scanner.feed(&buf[..n]);
+        if scanner.has_meta_commands() {
+            // Never hand psql a `\!` (or any other meta-command).
+            send_error = Some(anyhow::Error::new(Failure::new(
+                Cause::UnsafeArchive,
+                format!(
+                    "'{}' holds psql meta-commands that pg_dump never writes: refused before psql saw them",
+                    input.shown()
+                ),
+            )));
+            break;
+        }
         if stdin.write_all(&buf[..n]).is_err() {
             break; // psql stopped: its stderr says why
         }
@@ -882,7 +936,22 @@ fn restore_core(
             );
         }
     };
-    // Into place.
+    // Into place, keeping the replaced database's owner.
+    let owner = if state.is_some() {
+        psql(
+            &conn,
+            MAINTENANCE_DB,
+            &format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {};",
+                quote_lit(&target)
+            ),
+        )
+        .ok()
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+    } else {
+        None
+    };
     let old = temp_name(&target, "old");
     let moved = (|| -> Result<()> {
         if state.is_some() {
@@ -938,6 +1007,22 @@ fn restore_core(
                 "cannot put the restored database in place as '{target}'{hint} ({e:#}); '{target}' is as it was"
             )
         ));
+    }
+    if let Some(o) = &owner
+        && let Err(e) = psql(
+            &conn,
+            MAINTENANCE_DB,
+            &format!(
+                "ALTER DATABASE {} OWNER TO {};",
+                quote_ident(&target),
+                quote_ident(o)
+            ),
+        )
+    {
+        rep.warn(
+            &format!("the restored '{target}' could not be given back to its owner {o} ({e:#}): ALTER DATABASE it by hand"),
+            Record::new("warning").with("dbname", &target),
+        );
     }
     if state.is_some()
         && let Err(e) = drop_db(&conn, &old)

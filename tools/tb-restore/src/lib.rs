@@ -129,7 +129,8 @@ pub struct Args {
     pub force: bool,
 
     /// A dump: restore into this database (created; it must not exist or
-    /// be empty, unless --clean)
+    /// hold nothing, unless --clean). With a backup root and --at: DB for
+    /// its only database, or LABEL=DB[,LABEL=DB] for several
     #[arg(short = 'd', long, value_name = "NAME", conflicts_with_all = ["target", "volume"])]
     pub dbname: Option<String>,
 

@@ -79,6 +79,43 @@ pub(crate) fn run(args: &Args, rep: &mut Reporter) -> Result<Outcome> {
         .with_context(|| format!("cannot read the backup root '{}'", args.backup.display()))?;
     let into = targets(args)?;
     let before = |b: &&Backup| b.time <= at;
+    // One label in several directories (a copy of the layout): ambiguous.
+    let mut dirs_of: BTreeMap<(&str, &str), std::collections::BTreeSet<PathBuf>> = BTreeMap::new();
+    for b in &cat.backups {
+        let (kind, dir) = match &b.chain {
+            Some(c) => (
+                "volume",
+                c.dir.parent().map(PathBuf::from).unwrap_or_default(),
+            ),
+            None if b.kind == Kind::Dump => (
+                "database",
+                b.path.parent().map(PathBuf::from).unwrap_or_default(),
+            ),
+            None => (
+                "volume",
+                b.path.parent().map(PathBuf::from).unwrap_or_default(),
+            ),
+        };
+        dirs_of
+            .entry((kind, b.label.as_str()))
+            .or_default()
+            .insert(dir);
+    }
+    for ((kind, label), dirs) in &dirs_of {
+        // A volume has a full-archive directory and an incremental one.
+        let limit = if *kind == "volume" { 2 } else { 1 };
+        if dirs.len() > limit {
+            return Err(Failure::new(
+                Cause::BadInput,
+                format!(
+                    "the {kind} '{label}' has backups in several places under '{}' ({}): give the root of one layout",
+                    args.backup.display(),
+                    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .into());
+        }
+    }
     let mut steps: Vec<Step> = Vec::new();
     // The database: the newest good dump of each label.
     let mut dumps: BTreeMap<&str, &Backup> = BTreeMap::new();
@@ -93,11 +130,35 @@ pub(crate) fn run(args: &Args, rep: &mut Reporter) -> Result<Outcome> {
             *e = b;
         }
     }
+    // --dbname DB for the only database, or LABEL=DB for each.
+    let db_for = |label: &str| -> Result<Option<String>> {
+        let Some(spec) = &args.dbname else {
+            return Ok(None);
+        };
+        let pairs: Vec<(&str, &str)> = spec.split(',').filter_map(|p| p.split_once('=')).collect();
+        if !pairs.is_empty() {
+            return Ok(pairs
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, d)| d.to_string()));
+        }
+        if dumps.len() > 1 {
+            return Err(Failure::new(
+                Cause::BadInput,
+                format!(
+                    "the root holds dumps of several databases ({}): say which goes where with --dbname LABEL=DB[,LABEL=DB]",
+                    dumps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .into());
+        }
+        Ok(Some(spec.clone()))
+    };
     for b in dumps.values() {
         steps.push(Step {
             what: "database",
             backup: (*b).clone(),
-            into: args.dbname.clone(),
+            into: db_for(&b.label)?,
         });
     }
     // Each volume: the newest good full archive or restorable chain point.

@@ -529,7 +529,17 @@ fn extract_with<W: Write>(
         ex.line(&line).context("cannot write the extracted SQL")?;
     }
     let gz = reader.finish();
-    let (_, complete) = scanner.finish();
+    let (facts, complete) = scanner.finish();
+    if !facts.meta_commands.is_empty() {
+        bail!(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "'{}' holds psql meta-commands that pg_dump never writes ({}): refused; nothing was touched",
+                path.display(),
+                facts.meta_commands.join(", ")
+            )
+        ));
+    }
     let shown = path.display();
     let gz = gz.map_err(|p| {
         Failure::new(

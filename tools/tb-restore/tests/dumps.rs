@@ -483,3 +483,146 @@ fn at_a_day_plans_one_recovery_point_for_everything_and_carries_it_out_with_yes(
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
 }
+
+// Regressions from a hostile review.
+
+#[test]
+fn a_dump_with_psql_meta_commands_is_refused_and_none_runs() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let marker = sb.join("pwned");
+    let hostile = edited(&sb, "toybox_20260108_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE SCHEMA game;",
+            &format!("\\! touch {}\nCREATE SCHEMA game;", marker.display()),
+            1,
+        )
+    });
+    let out = restore(pg, &hostile, &["--dbname", "never5"]);
+    failed(&out, "unsafe_archive", "meta-commands");
+    assert!(!marker.exists(), "the shell command ran");
+    assert!(!exists(pg, "never5"));
+    // On stdin too: refused before psql sees it.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+    pg.env(&mut c);
+    let out = c
+        .args(["-", "--dbname", "never6"])
+        .stdin(std::fs::File::open(&hostile).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!marker.exists(), "the shell command ran from stdin");
+    assert!(!exists(pg, "never6"));
+    // And for single tables.
+    let out = restore(
+        pg,
+        &hostile,
+        &["--table", "public.users", "--dbname", "never7"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn templates_and_prepared_databases_are_never_replaced_behind_your_back() {
+    let pg = Pg::shared();
+    let d = dump();
+    for db in ["template1", "postgres"] {
+        let out = restore(pg, &d.path, &["--dbname", db, "--clean"]);
+        failed(&out, "bad_input", "template or the maintenance database");
+    }
+    assert_eq!(
+        pg.psql(
+            "template1",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .trim(),
+        "0"
+    );
+    // A database prepared by hand: no tables, but a function and a setting.
+    pg.psql("postgres", "CREATE ROLE prep_owner");
+    pg.psql("postgres", "CREATE DATABASE prep1 OWNER prep_owner");
+    pg.psql("postgres", "ALTER DATABASE prep1 SET work_mem = '77MB'");
+    pg.psql(
+        "prep1",
+        "CREATE FUNCTION public.keep() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    );
+    let out = restore(pg, &d.path, &["--dbname", "prep1"]);
+    failed(&out, "not_empty", "--clean");
+    assert_eq!(pg.psql("prep1", "SELECT public.keep()").trim(), "1");
+    // With --clean it is replaced, and keeps its owner.
+    let out = restore(pg, &d.path, &["--dbname", "prep1", "--clean"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'prep1'"
+        )
+        .trim(),
+        "prep_owner"
+    );
+}
+
+#[test]
+fn at_a_day_with_several_databases_needs_a_target_for_each() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let root = sb.join("backup/database");
+    std::fs::create_dir_all(&root).unwrap();
+    let stem = dump()
+        .path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(".sql.gz")
+        .to_string();
+    for label in ["toybox", "shop"] {
+        for ext in ["sql.gz", "roles.sql.gz"] {
+            std::fs::copy(
+                dump().path.with_file_name(format!("{stem}.{ext}")),
+                root.join(format!("{label}_20260102_030000.{ext}")),
+            )
+            .unwrap();
+        }
+        let text = std::fs::read_to_string(tb_shared::naming::manifest_path(&dump().path))
+            .unwrap()
+            .replace(&stem, &format!("{label}_20260102_030000"));
+        std::fs::write(
+            root.join(format!("{label}_20260102_030000.manifest.json")),
+            text,
+        )
+        .unwrap();
+    }
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+        pg.env(&mut c);
+        c.arg(sb.join("backup"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--at", "2026-01-02", "--dbname", "one_db", "--yes"]);
+    failed(&out, "bad_input", "LABEL=DB");
+    assert!(!exists(pg, "one_db"));
+    let out = run(&[
+        "--at",
+        "2026-01-02",
+        "--dbname",
+        "toybox=two_a,shop=two_b",
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exists(pg, "two_a") && exists(pg, "two_b"));
+}
