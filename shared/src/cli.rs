@@ -72,6 +72,8 @@ pub fn run_tool<A: ToolArgs>(
         }
     };
     let sink = if args.stdout_carries_bytes() {
+        // The records go to stderr: no progress bar between them.
+        crate::progress::disable();
         Sink::Stderr
     } else {
         Sink::Stdout

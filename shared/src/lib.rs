@@ -16,6 +16,7 @@
 //! - [`verify`]: the checks `tb-check verify` and every publisher run;
 //! - [`pg`]: running PostgreSQL clients locally or in a container;
 //! - [`source`]: reading a volume (source, live PostgreSQL, `--stop`);
+//! - [`progress`]: progress bars on a terminal;
 //! - [`signals`]: clean interruption; [`cli`]: wiring a tool to the process.
 //!
 //! Rules here are pure functions where possible: clocks and listings are
@@ -36,6 +37,7 @@ pub mod lock;
 pub mod manifest;
 pub mod naming;
 pub mod pg;
+pub mod progress;
 pub mod record;
 pub mod retention;
 pub mod signals;

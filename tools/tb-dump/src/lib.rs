@@ -525,8 +525,16 @@ fn stream<W: Write + Send + 'static>(
 ) -> Result<(W, GzStats, DumpFacts)> {
     let mut scanner = DumpScanner::new(kind);
     let mut buf = vec![0u8; 256 << 10];
+    let progress = tb_shared::progress::Progress::new(
+        match kind {
+            DumpKind::Database => "dumping",
+            DumpKind::Cluster => "dumping roles",
+        },
+        None,
+    );
     let mut feed = |data: &[u8], w: &mut ParGzWriter<W>| -> Result<()> {
         scanner.feed(data);
+        progress.inc(data.len() as u64);
         w.write_all(data).map_err(write_err)
     };
     let what = match src {

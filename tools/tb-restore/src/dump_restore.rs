@@ -612,6 +612,13 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         (None, _) => Reader::Gz(InflateReader::from_reader(io::stdin())),
     };
     let mut scanner = DumpScanner::new(DumpKind::Database);
+    let total = input
+        .manifest
+        .as_ref()
+        .and_then(|m| m.files.iter().find(|f| f.role == "dump"))
+        .map(|f| f.raw_bytes)
+        .filter(|_| !input.plain);
+    let progress = tb_shared::progress::Progress::new("restoring", total);
     let mut stdin = child.stdin.take().context("psql has no stdin")?;
     let mut buf = vec![0u8; 1 << 20];
     let mut send_error = None;
@@ -641,6 +648,7 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         if stdin.write_all(&buf[..n]).is_err() {
             break; // psql stopped: its stderr says why
         }
+        progress.inc(n as u64);
     }
     let gz = match reader {
         Reader::Gz(r) => r.finish().map(|_| ()).map_err(|p| p.to_string()),

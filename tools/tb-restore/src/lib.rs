@@ -628,12 +628,14 @@ pub(crate) fn commit(plan: &Plan, rep: &mut Reporter) -> Result<()> {
 struct Counting<R> {
     inner: R,
     n: u64,
+    progress: tb_shared::progress::Progress,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
+        self.progress.inc(n as u64);
         Ok(n)
     }
 }
@@ -663,9 +665,15 @@ pub(crate) fn extract(
         Some(p) => InflateReader::open(p, chunks, default_threads()),
         None => InflateReader::from_reader(io::stdin()),
     };
+    let total = input
+        .manifest
+        .as_ref()
+        .and_then(|m| m.files.iter().find(|f| f.role == "archive"))
+        .map(|f| f.raw_bytes);
     let mut counting = Counting {
         inner: reader,
         n: 0,
+        progress: tb_shared::progress::Progress::new("restoring", total),
     };
     let mut index = match &input.index {
         Some(p) => Some(IndexReader::open(p).map_err(|e| damaged(input, format!("{e:#}")))?),

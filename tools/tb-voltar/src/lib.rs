@@ -219,7 +219,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let warnings = Arc::new(Mutex::new(Vec::new()));
     let arch = Archiver::new(
         &src.path,
-        afile,
+        tb_shared::progress::CountingWriter::new(
+            afile,
+            tb_shared::progress::Progress::new("archiving", None),
+        ),
         io::BufWriter::new(ifile),
         args.src.gz(),
         collector(&warnings),

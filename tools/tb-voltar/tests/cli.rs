@@ -492,3 +492,48 @@ fn help_explains_restore_without_tb() {
         assert!(help.contains(needle), "{needle}");
     }
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_pipes_or_the_log() {
+    let sb = Sandbox::new();
+    let src = sb.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big.bin"), noise(8 << 20, 3)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_tb-voltar");
+    // A pseudo-terminal (util-linux `script`), as a person at a shell.
+    let typescript = sb.join("typescript");
+    let cmd = format!(
+        "{bin} --source {} --name tty -o {} --threads 1",
+        src.display(),
+        sb.join("tty.tar.gz").display()
+    );
+    let st = std::process::Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&typescript)
+        .env_remove("TB_NO_PROGRESS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(
+        seen.contains("archiving"),
+        "no progress on a terminal: {seen}"
+    );
+    // Piped, with a log: no progress anywhere.
+    let log = sb.join("log.jsonl");
+    let out = std::process::Command::new(bin)
+        .arg("--source")
+        .arg(&src)
+        .args(["--name", "pipe", "-o"])
+        .arg(sb.join("pipe.tar.gz"))
+        .arg("--log")
+        .arg(&log)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("archiving"));
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("archiving"));
+}
