@@ -80,6 +80,21 @@ pub struct Backup {
     pub chain: Option<ChainRef>,
 }
 
+impl Backup {
+    /// A record `event` about this backup: `kind`, `label`, `backup_time`
+    /// (from the name), `path`.
+    pub fn record(&self, event: &str) -> crate::record::Record {
+        crate::record::Record::new(event)
+            .with("kind", self.kind.as_str())
+            .with("label", &self.label)
+            .with(
+                "backup_time",
+                self.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            )
+            .path(&self.path)
+    }
+}
+
 /// Something in a backup directory that is not ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Foreign {

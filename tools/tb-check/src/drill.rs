@@ -123,15 +123,8 @@ fn conn_args(a: &DrillArgs) -> Vec<String> {
 }
 
 fn drill_record(check: &str, b: &Backup, ok: bool, ms: u64) -> Record {
-    Record::new("drill")
+    b.record("drill")
         .with("check", check)
-        .with("kind", b.kind.as_str())
-        .with("label", &b.label)
-        .with(
-            "backup_time",
-            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-        .path(&b.path)
         .with("ok", ok)
         .with("restore_ms", ms)
 }

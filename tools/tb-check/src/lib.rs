@@ -183,14 +183,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
 
 /// The `backup` record of one backup.
 pub fn backup_record(b: &catalog::Backup) -> Record {
-    let mut r = Record::new("backup")
-        .with("kind", b.kind.as_str())
-        .with("label", &b.label)
-        .with(
-            "backup_time",
-            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-        .path(&b.path)
+    let mut r = b
+        .record("backup")
         .with("bytes", b.bytes)
         .with("verdict", b.status.as_str())
         .with("verified", b.status == catalog::Status::Good);

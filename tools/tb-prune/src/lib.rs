@@ -379,14 +379,8 @@ fn remove(path: &Path, dir_ok: bool) -> Result<bool> {
 }
 
 fn decision_record(event: &str, u: &PlanUnit, b: &Backup) -> Record {
-    let mut r = Record::new(event)
-        .with("kind", b.kind.as_str())
-        .with("label", &b.label)
-        .with(
-            "backup_time",
-            b.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-        .path(&b.path)
+    let mut r = b
+        .record(event)
         .with("verdict", b.status.as_str())
         .with("rule", &u.verdict.rule);
     if let Some(c) = &b.chain {
