@@ -156,6 +156,13 @@ pub struct DatabaseInfo {
     pub rows: u64,
     /// Large objects in the dump.
     pub large_objects: u64,
+    /// Roles the dump's statements name (a restore needs them); absent in
+    /// manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Extensions the dump creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Vec<String>>,
 }
 
 /// What a volume archive holds.

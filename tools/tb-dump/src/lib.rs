@@ -381,6 +381,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         tables: dumped.facts.tables.clone(),
         rows: dumped.facts.rows(),
         large_objects: dumped.facts.large_objects,
+        roles: Some(dumped.facts.roles.iter().cloned().collect()),
+        extensions: Some(dumped.facts.extensions.iter().cloned().collect()),
     });
     manifest.verified = Some(Verification {
         at: finished,

@@ -812,9 +812,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
                 manifest: None,
                 facts: None,
                 plain: false,
+                verify_streaming: false,
             }
         } else {
-            dump_restore::verify_dump(&args.backup, rep)?
+            dump_restore::open_for_restore(&args.backup, rep)?
         };
         return dump_restore::restore_dump(&args, &input, rep, clock);
     }

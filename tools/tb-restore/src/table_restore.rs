@@ -593,6 +593,7 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpInput> {
         manifest,
         facts: None,
         plain: false,
+        verify_streaming: false,
     })
 }
 
@@ -959,6 +960,7 @@ pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result
         manifest: input.manifest.clone(),
         facts: None,
         plain: true,
+        verify_streaming: false,
     };
     let result = dump_restore::restore_sql_file(args, &sql_input, &target, &expected, rep);
     cleanup(&path);

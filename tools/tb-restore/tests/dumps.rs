@@ -124,9 +124,10 @@ fn a_whole_restore_equals_the_source_rows_sequences_and_large_objects() {
             )
         })
         .collect();
+    // Its manifest says what it needs: verified while it streams, last.
     assert_eq!(
         checks,
-        ["verify", "version", "target", "roles", "extensions"]
+        ["version", "target", "roles", "extensions", "verify"]
             .iter()
             .map(|c| (c.to_string(), true))
             .collect::<Vec<_>>()
@@ -625,4 +626,36 @@ fn at_a_day_with_several_databases_needs_a_target_for_each() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(exists(pg, "two_a") && exists(pg, "two_b"));
+}
+
+#[test]
+fn a_flipped_byte_found_while_streaming_leaves_no_database() {
+    // The manifest says what the dump needs, so it is verified as it
+    // streams: the damage is found before anything takes the target's name.
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let d = dump();
+    let stem = d
+        .path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(".sql.gz")
+        .to_string();
+    let copy = sb.join(format!("{stem}.sql.gz"));
+    std::fs::copy(&d.path, &copy).unwrap();
+    std::fs::copy(
+        tb_shared::naming::manifest_path(&d.path),
+        tb_shared::naming::manifest_path(&copy),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let i = bytes.len() * 2 / 3;
+    bytes[i] ^= 0x10;
+    std::fs::write(&copy, &bytes).unwrap();
+    let out = restore(pg, &copy, &["--dbname", "never8"]);
+    failed(&out, "damaged", "damaged");
+    assert!(!exists(pg, "never8"));
+    no_temporary_databases(pg, "never8");
 }
