@@ -83,6 +83,15 @@ pub struct StatusArgs {
     /// Judge as if it were this local time (YYYY-MM-DDTHH:MM:SS) [default: now]
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+
+    /// The docker CLI (to see whether a container left stopped runs again)
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        env = "TB_DOCKER",
+        default_value = "docker"
+    )]
+    pub docker: String,
 }
 
 /// One finding.
@@ -493,10 +502,17 @@ fn disk(a: &StatusArgs, cat: &catalog::Catalog, now: NaiveDateTime, out: &mut Ou
         vec![],
         avail as f64,
     );
-    let week: u64 = cat
+    let recent: Vec<&Backup> = cat
         .backups
         .iter()
         .filter(|b| now.signed_duration_since(b.time) <= Duration::days(7))
+        .collect();
+    // Over the days the backups really cover (a new install has one day).
+    let oldest = recent.iter().map(|b| b.time).min().unwrap_or(now);
+    let span_days =
+        (now.signed_duration_since(oldest).num_seconds() as f64 / 86_400.0).clamp(1.0, 7.0);
+    let week: u64 = recent
+        .iter()
         .map(|b| {
             b.bytes
                 + b.sidecars
@@ -506,7 +522,7 @@ fn disk(a: &StatusArgs, cat: &catalog::Catalog, now: NaiveDateTime, out: &mut Ou
                     .sum::<u64>()
         })
         .sum();
-    let per_day = week as f64 / 7.0;
+    let per_day = week as f64 / span_days;
     if per_day > 0.0 {
         let days = avail as f64 / per_day;
         let h = if days < f64::from(a.forecast_warning_days) {
@@ -548,6 +564,33 @@ fn containers(a: &StatusArgs, out: &mut Out) {
         let pid = m.by.rsplit(' ').next().and_then(|p| p.parse::<i32>().ok());
         let running = pid
             .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+        // Started again by hand (or by another run) since: nothing is down.
+        let up_now = !m.containers.is_empty()
+            && m.containers.iter().all(|c| {
+                std::process::Command::new(&a.docker)
+                    .args(["inspect", "--format", "{{.State.Running}}", c])
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .output()
+                    .is_ok_and(|o| {
+                        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true"
+                    })
+            });
+        if up_now && !running {
+            out.add(
+                "containers",
+                Health::Ok,
+                format!(
+                    "{} were left stopped by a backup ({}, {}) and are running again; the next run in '{}' forgets it",
+                    m.containers.join(", "),
+                    m.by,
+                    m.time,
+                    d.display()
+                ),
+                Record::new("finding").with("containers", &m.containers).path(&d),
+            );
+            continue;
+        }
         if running {
             out.add(
                 "containers",
@@ -616,6 +659,8 @@ fn log(a: &StatusArgs, now: NaiveDateTime, out: &mut Out) {
     let mut last_summary: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut last_failure: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut last_drill: Option<serde_json::Value> = None;
+    // The newest backup written of each kind and label, by the log.
+    let mut written: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
     let mut drill_pending = false;
     for line in std::io::BufReader::new(f)
         .split(b'\n')
@@ -626,6 +671,33 @@ fn log(a: &StatusArgs, now: NaiveDateTime, out: &mut Out) {
         };
         let tool = v["tool"].as_str().unwrap_or("").to_string();
         match v["event"].as_str() {
+            Some("written")
+                if matches!(
+                    v["kind"].as_str(),
+                    Some("dump" | "volume" | "chain_base" | "chain_incr")
+                ) && v["path"].as_str().is_some_and(|p| p != "-") =>
+            {
+                let kind = match v["kind"].as_str() {
+                    Some("chain_base" | "chain_incr") => "chain",
+                    Some(k) => k,
+                    None => "",
+                };
+                let path = v["path"].as_str().unwrap_or_default().to_string();
+                let label = v["label"].as_str().map(str::to_string).unwrap_or_else(|| {
+                    Path::new(&path)
+                        .file_name()
+                        .and_then(tb_shared::naming::BackupName::parse)
+                        .map(|n| n.label)
+                        .unwrap_or_default()
+                });
+                let time = v["time"].as_str().unwrap_or("").to_string();
+                written.insert((kind.to_string(), label), (path, time));
+            }
+            Some("deleted") => {
+                // tb-prune deleted it: not missing.
+                let gone = v["path"].as_str().unwrap_or_default();
+                written.retain(|_, (p, _)| p != gone);
+            }
             Some("error") => {
                 last_failure.insert(tool.clone(), v.clone());
             }
@@ -638,6 +710,31 @@ fn log(a: &StatusArgs, now: NaiveDateTime, out: &mut Out) {
                 last_summary.insert(tool, v);
             }
             _ => {}
+        }
+    }
+    let root = std::fs::canonicalize(&a.root).ok();
+    for ((kind, label), (path, time)) in &written {
+        let p = Path::new(path);
+        // Only what belongs under this root.
+        let dir = p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        let inside = match (&root, &dir) {
+            (Some(r), Some(d)) => d.starts_with(r),
+            (Some(_), None) => p.starts_with(&a.root),
+            _ => false,
+        };
+        if inside && std::fs::symlink_metadata(p).is_err() {
+            out.add(
+                "missing",
+                Health::Critical,
+                format!(
+                    "the newest {kind} of {label} written ({path}, {time}) is gone: deleted by hand, or by something other than tb-prune?"
+                ),
+                Record::new("finding")
+                    .with("kind", kind)
+                    .with("label", label)
+                    .with("path", path)
+                    .with("written_at", time),
+            );
         }
     }
     for (tool, s) in &last_summary {

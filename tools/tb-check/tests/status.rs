@@ -470,3 +470,77 @@ fn the_alert_command_receives_exactly_the_records_that_are_not_ok() {
     );
     assert!(!got.exists(), "the alert ran on an OK result");
 }
+
+#[test]
+fn the_newest_backup_deleted_by_hand_is_missed_loudly_but_not_what_prune_deleted() {
+    let sb = Sandbox::new();
+    let root = healthy(&sb);
+    let newest = root.join("volumes/media_volume_20261201.tar.gz");
+    let old = root.join("volumes/media_volume_20261122.tar.gz");
+    let log = drill_log(&sb, 1, true);
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    for (event, p) in [("written", &old), ("written", &newest), ("deleted", &old)] {
+        text.push_str(&format!(
+            "{{\"event\":\"{event}\",\"tool\":\"x\",\"time\":\"2026-12-01T03:31:00+00:00\",\"kind\":\"volume\",\"label\":\"media_volume\",\"path\":\"{}\"}}\n",
+            p.display()
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    std::fs::remove_file(&old).unwrap();
+    let out = status(
+        &root,
+        &[
+            "--now",
+            "2026-12-03T04:00:00",
+            "--read-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        finding(&records(&out.stdout), "missing").is_empty(),
+        "pruned, not missing"
+    );
+    for ext in ["tar.gz", "index.jsonl.gz", "manifest.json"] {
+        std::fs::remove_file(newest.with_file_name(format!("media_volume_20261201.{ext}")))
+            .unwrap();
+    }
+    let out = status(
+        &root,
+        &[
+            "--now",
+            "2026-12-03T04:00:00",
+            "--read-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let recs = records(&out.stdout);
+    let m = finding(&recs, "missing");
+    assert_eq!(m.len(), 1);
+    assert!(
+        m[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("media_volume_20261201.tar.gz")
+    );
+}
+
+#[test]
+fn a_container_running_again_is_no_longer_critical() {
+    if !tb_testkit::docker::docker_or_skip("a_container_running_again_is_no_longer_critical") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let root = healthy(&sb);
+    let c = tb_testkit::docker::Container::run("status", &[], &["/usr/bin/sleep", "600"]);
+    std::fs::write(
+        root.join("volumes/.tb-stopped-containers.json"),
+        format!(r#"{{"containers":["{}"],"by":"tb-voltar pid 999999999","time":"2026-12-01T03:31:00+00:00"}}"#, c.name),
+    )
+    .unwrap();
+    let out = status(&root, &["--now", "2026-12-03T04:00:00"]);
+    let recs = records(&out.stdout);
+    let f = finding(&recs, "containers");
+    assert_eq!(f[0]["status"], "ok", "{f:?}");
+    assert!(f[0]["message"].as_str().unwrap().contains("running again"));
+}
