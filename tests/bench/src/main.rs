@@ -5,6 +5,7 @@
 //! tb-bench dump [--fresh] [--repeat N]
 //! tb-bench volume [--fresh] [--repeat N] [--size-mb N]
 //! tb-bench incr [--fresh] [--repeat N]
+//! tb-bench restore [--fresh] [--repeat N]
 //! ```
 //!
 //! `dump` starts a throwaway PostgreSQL cluster (`tests/pg-throwaway`) in
@@ -25,7 +26,13 @@
 //! and the restores of that chain (`tb-restore --name` against two
 //! `tar -xzpg /dev/null`).
 //!
-//! All three print a table and the targets, and exit 1 when a target is
+//! `restore` uses `dump`'s cluster and big database (generated when
+//! missing), makes one tb-dump of it (kept for later runs while the
+//! database is the same), then measures `tb-restore` of that dump against
+//! `createdb && gunzip -c | psql`, and the restore of one small table out
+//! of it (`tb-restore --table`) against the whole restore.
+//!
+//! All four print a table and the targets, and exit 1 when a target is
 //! missed, 2 when the benchmark itself failed.
 //!
 //! Every measured command runs under a small helper (`tb-bench rusage-exec`,
@@ -46,6 +53,7 @@ mod incr;
 mod measure;
 mod media;
 mod report;
+mod restore;
 mod volume;
 
 use std::ffi::OsString;
@@ -58,8 +66,9 @@ const USAGE: &str = "\
 usage: tb-bench dump [--fresh] [--repeat N]
        tb-bench volume [--fresh] [--repeat N] [--size-mb N]
        tb-bench incr [--fresh] [--repeat N]
+       tb-bench restore [--fresh] [--repeat N]
 
-Benchmarks for `make bench` (which runs all three).
+Benchmarks for `make bench` (which runs all four).
 
   dump      tb-dump vs `pg_dump | gzip`, tb-check verify vs `gzip -t`,
             on two generated databases (about 255 MB and 1.17 GB of SQL)
@@ -70,11 +79,14 @@ Benchmarks for `make bench` (which runs all three).
             increment after no change on 100,000 small files, the
             increment after 1 % of the media tree's files changed, and
             tb-restore of that chain vs two `tar -xzpg /dev/null`
+  restore   tb-restore of a tb-dump of dump's big database vs `createdb
+            && gunzip -c | psql`, and tb-restore --table of one small
+            table of it vs the whole restore
 
 options:
   --fresh       regenerate the databases (dump) or the tree (volume), or
-                the small tree and the media work copy (incr), else the
-                kept ones are reused
+                the small tree and the media work copy (incr), or make
+                the dump again (restore), else the kept ones are reused
   --repeat N    run every measured command N times and report the median
                 (default 1; incr: the bases run once)
   --size-mb N   volume only: size of the tree in MB (10^6 bytes; default
@@ -84,9 +96,12 @@ environment:
   TB_BENCH_DIR  work directory: the PostgreSQL cluster (kept between runs,
                 about 3 GB), the media tree (kept, about 1.65 GB), incr's
                 trees (kept: 100,000 small files, about 0.2 GB, and a copy
-                of the media tree that it rewrites 1 % of on every run)
+                of the media tree that it rewrites 1 % of on every run),
+                restore's tb-dump of the big database (kept, about 0.4 GB)
                 and the outputs being measured (deleted at the end; for
-                volume and incr about 2.7 times the media tree's size)
+                volume and incr about 2.7 times the media tree's size;
+                for restore one restored database at a time in the
+                cluster, about 1.6 GB)
                 [default: <workspace>/target/bench]
 
 Exit codes: 0 all targets met, 1 a target missed, 2 the benchmark failed.";
@@ -117,6 +132,15 @@ pub struct IncrOptions {
     /// Regenerate the small tree and copy the media tree again.
     pub fresh: bool,
     /// How many times each measured increment and restore runs (median).
+    pub repeat: usize,
+}
+
+/// Options of the `restore` benchmark.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Make the dump again even when the kept one is current.
+    pub fresh: bool,
+    /// How many times each measured restore runs (median reported).
     pub repeat: usize,
 }
 
@@ -153,13 +177,17 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
             let opts = parse_incr_options(rest)?;
             Ok(verdict(incr::run(&opts)?))
         }
+        Some("restore") => {
+            let opts = parse_restore_options(rest)?;
+            Ok(verdict(restore::run(&opts)?))
+        }
         Some(measure::HELPER_SUBCOMMAND) => measure::helper_main(rest),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         _ => bail!(
-            "unknown subcommand '{}' (try: tb-bench dump, tb-bench volume, tb-bench incr)",
+            "unknown subcommand '{}' (try: tb-bench dump, tb-bench volume, tb-bench incr, tb-bench restore)",
             cmd.to_string_lossy()
         ),
     }
@@ -225,6 +253,26 @@ fn parse_incr_options(args: &[OsString]) -> Result<IncrOptions> {
             Some("--fresh") => opts.fresh = true,
             Some("--repeat") => opts.repeat = number_after("--repeat", it.next(), 1)? as usize,
             _ => bail!("unknown option '{}' for incr\n{USAGE}", a.to_string_lossy()),
+        }
+    }
+    Ok(opts)
+}
+
+/// Parse the options that follow `restore`.
+fn parse_restore_options(args: &[OsString]) -> Result<RestoreOptions> {
+    let mut opts = RestoreOptions {
+        fresh: false,
+        repeat: 1,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--fresh") => opts.fresh = true,
+            Some("--repeat") => opts.repeat = number_after("--repeat", it.next(), 1)? as usize,
+            _ => bail!(
+                "unknown option '{}' for restore\n{USAGE}",
+                a.to_string_lossy()
+            ),
         }
     }
     Ok(opts)
