@@ -44,10 +44,12 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::gzip::{GzOptions, GzStats, Hint, ParGzWriter, deflate_chunk, hex};
-use crate::index::{EntryKind, IndexEntry, IndexWriter, RawName};
+use crate::index::{EntryKind, HashingWriter, IndexEntry, IndexWriter, RawName};
 
 const BLOCK: u64 = 512;
 const PIECE: usize = 1 << 20;
+/// Directory levels kept open during a walk (one descriptor each).
+const OPEN_DEPTH: usize = 128;
 
 /// Something worth a look that did not stop the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,24 @@ pub struct ArchiveStats {
     pub tar_bytes: u64,
     /// With a [`Baseline`]: what changed since it.
     pub changes: Option<ChangeCounts>,
+    /// With a [`Baseline`]: the complete listing as it was written.
+    pub listing: Option<WrittenGz>,
+}
+
+/// A gzip file as it was written, counted on the way out (its manifest
+/// entry, without reading it back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenGz {
+    /// Bytes of the file.
+    pub gz_bytes: u64,
+    /// Uncompressed bytes.
+    pub raw_bytes: u64,
+    /// sha256 of the file, lowercase hex.
+    pub sha256: String,
+    /// CRC-32 of the uncompressed bytes.
+    pub crc32: u32,
+    /// Lines (entries) in it.
+    pub entries: u64,
 }
 
 /// What an incremental archive found, compared with its baseline.
@@ -127,9 +147,13 @@ pub struct ChangeCounts {
 /// and their sha256 compared too. A path whose type changed is listed as
 /// deleted and stored again, so a restore (with tb or with tar) removes the
 /// old one first. Directories are always stored.
+///
+/// The previous listing is read (inflated and parsed) ahead in a thread of
+/// its own, and the new one is encoded and compressed in another, while
+/// the walk waits for the filesystem.
 pub struct Baseline {
-    prev: Option<std::iter::Peekable<crate::index::IndexReader>>,
-    listing: IndexWriter<Box<dyn Write + Send>>,
+    prev: Option<std::iter::Peekable<ReadAhead>>,
+    listing: WriteBehind,
     deleted: Box<dyn Write + Send>,
     checksum: bool,
     last_deleted: Option<Vec<u8>>,
@@ -138,21 +162,26 @@ pub struct Baseline {
 
 impl Baseline {
     /// Compare with the listing `prev` (none for a base: everything is
-    /// added), writing the new listing and the deleted paths.
+    /// added), writing the new listing and the deleted paths. Fails only
+    /// when its threads cannot be started.
     pub fn new(
         prev: Option<crate::index::IndexReader>,
         listing: Box<dyn Write + Send>,
         deleted: Box<dyn Write + Send>,
         checksum: bool,
-    ) -> Baseline {
-        Baseline {
-            prev: prev.map(Iterator::peekable),
-            listing: IndexWriter::new_fast(listing),
+    ) -> Result<Baseline> {
+        Ok(Baseline {
+            prev: prev
+                .map(ReadAhead::spawn)
+                .transpose()
+                .context("cannot start a thread")?
+                .map(Iterator::peekable),
+            listing: WriteBehind::spawn(listing).context("cannot start a thread")?,
             deleted,
             checksum,
             last_deleted: None,
             counts: ChangeCounts::default(),
-        }
+        })
     }
 
     /// The baseline's entry for `rel`, if it has one; every baseline entry
@@ -169,7 +198,7 @@ impl Baseline {
                     let e = e.flatten().unwrap_or_else(|| anyhow::anyhow!("unreadable"));
                     return Err(e.context("the previous point's listing is damaged"));
                 }
-                Some(Ok(p)) => walk_cmp(&p.path.to_bytes(), rel),
+                Some(Ok(p)) => walk_cmp(&p.path.bytes(), rel),
             };
             match order {
                 std::cmp::Ordering::Less => {
@@ -201,13 +230,13 @@ impl Baseline {
         Ok(())
     }
 
-    fn list(&mut self, e: &IndexEntry) -> Result<()> {
+    fn list(&mut self, e: IndexEntry) -> Result<()> {
         self.counts.listed += 1;
         self.counts.listed_file_bytes += e.size;
         self.listing.push(e).context("cannot write the listing")
     }
 
-    fn finish(mut self) -> Result<ChangeCounts> {
+    fn finish(mut self) -> Result<(ChangeCounts, WrittenGz)> {
         while let Some(prev) = self.prev.as_mut() {
             match prev.next() {
                 None => break,
@@ -215,12 +244,147 @@ impl Baseline {
                 Some(Err(e)) => return Err(e.context("the previous point's listing is damaged")),
             }
         }
-        let mut w = self.listing.finish().context("cannot write the listing")?;
-        w.flush().context("cannot write the listing")?;
+        let written = self.listing.finish().context("cannot write the listing")?;
         self.deleted
             .flush()
             .context("cannot write the list of deleted paths")?;
-        Ok(self.counts)
+        Ok((self.counts, written))
+    }
+}
+
+/// Entries passed between the walk and the listing threads at a time.
+const BATCH: usize = 512;
+/// Batches in flight each way.
+const BATCHES: usize = 8;
+
+/// A listing read ahead by a thread, entry by entry (the first error
+/// ends it).
+pub struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<Vec<Result<IndexEntry>>>,
+    batch: std::vec::IntoIter<Result<IndexEntry>>,
+}
+
+impl ReadAhead {
+    /// Read `r` in a new thread.
+    pub fn spawn(r: crate::index::IndexReader) -> io::Result<ReadAhead> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES);
+        std::thread::Builder::new()
+            .name("tb-listing-in".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                for e in r {
+                    let failed = e.is_err();
+                    batch.push(e);
+                    if batch.len() == BATCH || failed {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        // A send fails when the reader was dropped: done.
+                        if tx.send(full).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+            })?;
+        Ok(ReadAhead {
+            rx,
+            batch: Vec::new().into_iter(),
+        })
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Result<IndexEntry>;
+
+    fn next(&mut self) -> Option<Result<IndexEntry>> {
+        loop {
+            if let Some(e) = self.batch.next() {
+                return Some(e);
+            }
+            // The thread ended: the listing is over (or failed, and the
+            // error was the last item).
+            self.batch = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
+/// A listing written by a thread (encoded, compressed level 1, counted and
+/// hashed on the way to its file).
+struct WriteBehind {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<IndexEntry>>>,
+    batch: Vec<IndexEntry>,
+    thread: Option<std::thread::JoinHandle<io::Result<WrittenGz>>>,
+}
+
+impl WriteBehind {
+    fn spawn(out: Box<dyn Write + Send>) -> io::Result<WriteBehind> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<IndexEntry>>(BATCHES);
+        let thread = std::thread::Builder::new()
+            .name("tb-listing-out".into())
+            .spawn(move || {
+                let mut w = IndexWriter::new_fast(HashingWriter::new(out));
+                for batch in rx {
+                    for e in &batch {
+                        w.push(e)?;
+                    }
+                }
+                let (raw_bytes, crc32, entries) = (w.raw_bytes(), w.crc32(), w.entries());
+                let w = w.finish()?;
+                let gz_bytes = w.bytes();
+                let (_, sha256) = w.finish()?;
+                Ok(WrittenGz {
+                    gz_bytes,
+                    raw_bytes,
+                    sha256,
+                    crc32,
+                    entries,
+                })
+            })?;
+        Ok(WriteBehind {
+            tx: Some(tx),
+            batch: Vec::with_capacity(BATCH),
+            thread: Some(thread),
+        })
+    }
+
+    fn push(&mut self, e: IndexEntry) -> io::Result<()> {
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The thread stopped: its error says why.
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the listing writer stopped")))
+        }
+    }
+
+    /// Wait for the thread: what it wrote, or why it could not.
+    fn join(&mut self) -> io::Result<WrittenGz> {
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the listing writer failed")),
+            None => Err(io::Error::other("the listing writer stopped")),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<WrittenGz> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.join()
     }
 }
 
@@ -243,15 +407,28 @@ fn same_entry(prev: &IndexEntry, now: &IndexEntry) -> bool {
 /// Archive order of two relative names (`.` first, then depth first with
 /// children sorted by the raw bytes of their names): component by
 /// component, which is not plain byte order (`a/b` comes before `a-c`).
+///
+/// Compares in place (this runs for every entry of an increment): the
+/// first byte where the names differ decides, a `/` there (the end of a
+/// component on that side) sorting first; a name that is a prefix of the
+/// other sorts first.
 pub fn walk_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let comps = |n: &[u8]| -> Vec<Vec<u8>> {
-        if n == b"." {
-            Vec::new()
-        } else {
-            n.split(|c| *c == b'/').map(<[u8]>::to_vec).collect()
-        }
-    };
-    comps(a).cmp(&comps(b))
+    use std::cmp::Ordering;
+    match (a == b".", b == b".") {
+        (true, true) => return Ordering::Equal,
+        (true, false) => return Ordering::Less,
+        (false, true) => return Ordering::Greater,
+        (false, false) => {}
+    }
+    let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.get(same), b.get(same)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(b'/'), Some(_)) => Ordering::Less,
+        (Some(_), Some(b'/')) => Ordering::Greater,
+        (Some(x), Some(y)) => x.cmp(y),
+    }
 }
 
 /// Classify a piece of file content: store what does not compress.
@@ -496,31 +673,46 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             .with_context(|| format!("cannot read '{}'", root.display()))?;
         anyhow::ensure!(meta.is_dir(), "'{}' is not a directory", root.display());
         self.entry(b".", &root, &meta)?;
-        self.walk_dir(&root, b"")?;
+        self.walk_dir(&root, b"", 0)?;
         self.finish()
     }
 
-    fn walk_dir(&mut self, dir: &Path, rel: &[u8]) -> Result<()> {
+    fn walk_dir(&mut self, dir: &Path, rel: &[u8], depth: usize) -> Result<()> {
         crate::signals::check()?;
-        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
-            Err(e) => {
-                self.warning(
-                    rel,
-                    format!("cannot read directory: {e}; its contents are not in the archive"),
-                );
-                return Ok(());
-            }
-        };
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
+        let mut entries: Vec<(std::ffi::OsString, Option<std::fs::DirEntry>)> =
+            match std::fs::read_dir(dir) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok().map(|e| (e.file_name(), Some(e))))
+                    .collect(),
+                Err(e) => {
+                    self.warning(
+                        rel,
+                        format!("cannot read directory: {e}; its contents are not in the archive"),
+                    );
+                    return Ok(());
+                }
+            };
+        // The entries keep the directory open, so that each is looked up in
+        // it rather than by its whole path again; past OPEN_DEPTH levels they
+        // are dropped (closing it) and looked up by path, so that a very
+        // deep tree cannot run out of file descriptors.
+        if depth >= OPEN_DEPTH {
+            entries.iter_mut().for_each(|e| e.1 = None);
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, dirent) in entries {
             let full = dir.join(&name);
             let mut child = rel.to_vec();
             if !child.is_empty() {
                 child.push(b'/');
             }
             child.extend_from_slice(name.as_bytes());
-            let meta = match std::fs::symlink_metadata(&full) {
+            let looked_up = match &dirent {
+                // lstat, relative to the open directory.
+                Some(d) => d.metadata(),
+                None => std::fs::symlink_metadata(&full),
+            };
+            let meta = match looked_up {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.warning(&child, "vanished while the archive was made".into());
@@ -533,7 +725,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             };
             self.entry(&child, &full, &meta)?;
             if meta.is_dir() {
-                self.walk_dir(&full, &child)?;
+                self.walk_dir(&full, &child, depth + 1)?;
             }
         }
         Ok(())
@@ -636,7 +828,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                             self.hardlinks.insert(inode, rel.to_vec());
                         }
                         b.counts.unchanged += 1;
-                        return b.list(&ie);
+                        return b.list(ie);
                     }
                 }
             }
@@ -722,7 +914,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             } else {
                 b.counts.added += 1;
             }
-            b.list(&ie)?;
+            b.list(ie)?;
         }
         Ok(())
     }
@@ -1043,7 +1235,10 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let tar_bytes = self.out.pos;
         let (w, gz) = self.out.gz.finish()?;
         let index = self.index.finish().context("cannot write the index")?;
-        let changes = self.baseline.map(Baseline::finish).transpose()?;
+        let (changes, listing) = match self.baseline.map(Baseline::finish).transpose()? {
+            Some((c, l)) => (Some(c), Some(l)),
+            None => (None, None),
+        };
         Ok((
             w,
             index,
@@ -1052,6 +1247,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                 gz,
                 tar_bytes,
                 changes,
+                listing,
             },
         ))
     }
@@ -1637,6 +1833,64 @@ mod tests {
         let (_, i2, _, _) = archive(&root, d2.path());
         let err = verify_archive(&a, None, Some(&i2)).unwrap_err();
         assert!(err.1.contains("does not match the index"), "{err:?}");
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_open_directories_is_walked_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("vol");
+        let mut at = root.clone();
+        for i in 0..OPEN_DEPTH + 5 {
+            at.push(if i % 2 == 0 { "d" } else { "e" });
+            std::fs::create_dir_all(&at).unwrap();
+            std::fs::write(at.join("f"), format!("{i}")).unwrap();
+            std::fs::write(at.join("a"), b"a").unwrap();
+        }
+        let (a, i, stats, warnings) = archive(&root, d.path());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let levels = (OPEN_DEPTH + 5) as u64;
+        assert_eq!(stats.counts.dirs, levels + 1);
+        assert_eq!(stats.counts.files, 2 * levels);
+        verify_archive(&a, None, Some(&i)).unwrap();
+    }
+
+    #[test]
+    fn walk_order_is_the_order_of_the_components() {
+        // Every name of up to 4 bytes over an alphabet with the bytes
+        // around '/', against the definition (component lists compared).
+        fn by_components(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+            let comps = |n: &[u8]| -> Vec<Vec<u8>> {
+                if n == b"." {
+                    Vec::new()
+                } else {
+                    n.split(|c| *c == b'/').map(<[u8]>::to_vec).collect()
+                }
+            };
+            comps(a).cmp(&comps(b))
+        }
+        let alphabet = [b'.', b'/', b'a', b'-', b'0', 0x01, 0xff];
+        let mut names: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..4 {
+            let next: Vec<Vec<u8>> = last
+                .iter()
+                .flat_map(|n| {
+                    alphabet.iter().map(move |c| {
+                        let mut m = n.clone();
+                        m.push(*c);
+                        m
+                    })
+                })
+                .collect();
+            names.extend(next.iter().cloned());
+            last = next;
+        }
+        for a in &names {
+            for b in names.iter().step_by(7) {
+                assert_eq!(walk_cmp(a, b), by_components(a, b), "{a:?} {b:?}");
+                assert_eq!(walk_cmp(b, a), by_components(b, a), "{b:?} {a:?}");
+            }
+        }
     }
 
     #[test]

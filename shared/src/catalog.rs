@@ -252,7 +252,11 @@ fn scan_dir(dir: &Path, verify: bool, depth: u32, cat: &mut Catalog) -> std::io:
                 .as_deref()
                 .and_then(|l| BackupName::parse_in_chain(&n, l))
                 .is_some();
-            if !ours && !crate::naming::is_temp(&n) && n != crate::naming::LOCK_NAME {
+            if !ours
+                && !crate::naming::is_temp(&n)
+                && n != crate::naming::LOCK_NAME
+                && n != ".tb-verified.json"
+            {
                 cat.foreign.push(Foreign {
                     path: e.path(),
                     reason: "not a chain point (its name does not parse)".into(),

@@ -20,15 +20,25 @@
 //! A point is restorable when its own files match its manifest and its
 //! parent is restorable and is the very point it was taken against (the
 //! parent's manifest sha256 matches).
+//!
+//! Before continuing a chain, tb-incr checks it with
+//! [`check_chain_cached`]: the sha256 of a point's file is taken from the
+//! chain's verification cache ([`VERIFIED`], see [`VerifyCache`]) while the
+//! file's size, mtime, ctime, inode and device are still the ones it had
+//! when it was last hashed, and the file is hashed again otherwise. tb-restore
+//! and `tb-check verify` always hash (and `verify` reads) everything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::gzip::sha256_file;
 use crate::index::{EntryKind, IndexEntry, IndexReader};
@@ -158,8 +168,270 @@ impl PointCheck {
     }
 }
 
-/// Check one point's own files against its manifest.
-fn check_own(p: &Point, depth: Depth) -> (Option<Manifest>, Option<String>, Option<String>) {
+/// The verification cache of a chain directory (hidden, 0600).
+pub const VERIFIED: &str = ".tb-verified.json";
+/// `format` of the verification cache.
+const VERIFIED_FORMAT: &str = "tb-verified";
+/// Largest verification cache read (a few hundred bytes per point file).
+const VERIFIED_MAX_BYTES: u64 = 16 << 20;
+
+/// A point file as it was when it was hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number of its filesystem.
+    pub device: u64,
+    /// sha256 of its contents, lowercase hex.
+    pub sha256: String,
+}
+
+impl Verified {
+    fn new(meta: &std::fs::Metadata, sha256: &str) -> Verified {
+        Verified {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            inode: meta.ino(),
+            device: meta.dev(),
+            sha256: sha256.to_string(),
+        }
+    }
+
+    /// Whether `meta` is still the file that was hashed.
+    fn same_file(&self, meta: &std::fs::Metadata) -> bool {
+        let now = Verified::new(meta, "");
+        (
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.inode,
+            self.device,
+        ) == (now.size, now.mtime_ns, now.ctime_ns, now.inode, now.device)
+    }
+}
+
+/// The file [`VERIFIED`].
+#[derive(Debug, Serialize, Deserialize)]
+struct VerifiedFile {
+    format: String,
+    version: u32,
+    /// By `POINT/FILE` (`base_20260119/archive.tar.gz`).
+    files: BTreeMap<String, Verified>,
+}
+
+/// The verification cache of a chain directory: for each point file that
+/// was hashed, its relative path, size, mtime, ctime, inode, device and
+/// sha256, so that tb-incr need not read every point of the chain (a base
+/// of a gigabyte or more) again on every run.
+///
+/// A cached sha256 is used only while size, mtime (nanoseconds), ctime,
+/// inode and device all still match: writing to the file changes mtime
+/// and ctime, `touch` (even back to the old mtime) and `chmod` change
+/// ctime, which no one can set back, and a file copied, restored or
+/// renamed over it is another inode. A point whose files were changed or
+/// replaced is therefore hashed again and never continued from. What this
+/// cannot see is damage that changes no stat field at all: bits rotting on
+/// the disk, or a raw write to the block device. Finding those means
+/// reading every byte of every point, which is what `tb-check verify`
+/// does (and tb-restore hashes every file before applying it), so the
+/// scheduled verification, not each backup run, is what finds bit rot.
+/// (Nor can it see a change made within the same timestamp tick as the
+/// file's last write on a filesystem with coarse timestamps; the files
+/// of a point are written once, by tb, under the chain's lock.)
+///
+/// A missing, unreadable or damaged cache only means hashing everything.
+/// It is written atomically (a temporary `.tb-tmp.` file, fsync, rename),
+/// 0600, under the chain's lock, and holds only the points there were on
+/// the last check (and the one just written).
+#[derive(Debug, Default)]
+pub struct VerifyCache {
+    path: PathBuf,
+    /// As read.
+    known: BTreeMap<String, Verified>,
+    /// As read, updated by this run.
+    entries: BTreeMap<String, Verified>,
+    /// The points checked or recorded on this run: only theirs are saved.
+    live: std::collections::BTreeSet<String>,
+    hashed: u64,
+    trusted: u64,
+}
+
+impl VerifyCache {
+    /// The cache of the chain directory `dir` (empty when there is none or
+    /// it cannot be read).
+    pub fn load(dir: &Path) -> VerifyCache {
+        let path = dir.join(VERIFIED);
+        let known = (|| {
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if !meta.is_file() || meta.len() > VERIFIED_MAX_BYTES {
+                return None;
+            }
+            let f: VerifiedFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            (f.format == VERIFIED_FORMAT && f.version == 1).then_some(f.files)
+        })()
+        .unwrap_or_default();
+        VerifyCache {
+            path,
+            entries: known.clone(),
+            known,
+            ..VerifyCache::default()
+        }
+    }
+
+    /// Files hashed (read whole) on this run.
+    pub fn hashed(&self) -> u64 {
+        self.hashed
+    }
+
+    /// Files whose cached sha256 was used on this run.
+    pub fn trusted(&self) -> u64 {
+        self.trusted
+    }
+
+    fn key(point: &str, name: &str) -> String {
+        format!("{point}/{name}")
+    }
+
+    /// The sha256 of `point`'s file `name`, whose `symlink_metadata` is
+    /// `meta`: the cached one while the file is the same, else read.
+    fn sha256(
+        &mut self,
+        point: &Point,
+        name: &str,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<String> {
+        let id = point.id();
+        let key = VerifyCache::key(&id, name);
+        self.live.insert(id);
+        if let Some(v) = self.entries.get(&key).filter(|v| v.same_file(meta)) {
+            self.trusted += 1;
+            return Ok(v.sha256.clone());
+        }
+        self.hashed += 1;
+        let (sha, stable) = hash_stable(&point.file(name))?;
+        // Cached only when the file did not change while it was read and
+        // is the one `meta` describes.
+        if let Some(m) = stable.filter(|m| (m.ino(), m.dev()) == (meta.ino(), meta.dev())) {
+            self.entries.insert(key, Verified::new(&m, &sha));
+        } else {
+            self.entries.remove(&key);
+        }
+        Ok(sha)
+    }
+
+    /// Record a file of a point just written, whose contents were read back
+    /// and found to have `sha256` while its metadata was `before` (taken
+    /// before the read): cached when it is still that file at `path`.
+    /// Returns whether it was.
+    pub fn record(
+        &mut self,
+        point: &str,
+        name: &str,
+        path: &Path,
+        before: &std::fs::Metadata,
+        sha256: &str,
+    ) -> bool {
+        let Ok(now) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        let was = Verified::new(before, sha256);
+        if !now.is_file() || !was.same_file(&now) {
+            return false;
+        }
+        self.live.insert(point.to_string());
+        self.entries.insert(VerifyCache::key(point, name), was);
+        true
+    }
+
+    /// Whether there is anything to save: files hashed or recorded since
+    /// the cache was read (entries of points gone alone are not worth a
+    /// write).
+    pub fn has_news(&self) -> bool {
+        self.kept().any(|(k, v)| self.known.get(k) != Some(v))
+    }
+
+    /// The entries to keep: those of the points checked or recorded.
+    fn kept(&self) -> impl Iterator<Item = (&String, &Verified)> {
+        self.entries.iter().filter(|(k, _)| {
+            k.split_once('/')
+                .is_some_and(|(point, _)| self.live.contains(point))
+        })
+    }
+
+    /// Write the cache (what this run saw) atomically: a temporary file,
+    /// fsync, rename over the old one. Call only under the chain's lock.
+    pub fn save(&mut self) -> Result<()> {
+        let dir = crate::atomic::parent_of(&self.path).to_path_buf();
+        let file = VerifiedFile {
+            format: VERIFIED_FORMAT.into(),
+            version: 1,
+            files: self.kept().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let mut text =
+            serde_json::to_vec_pretty(&file).context("cannot encode the verification cache")?;
+        text.push(b'\n');
+        let temp = dir.join(format!(
+            "{}verified.{}",
+            crate::naming::TEMP_PREFIX,
+            std::process::id()
+        ));
+        crate::signals::track_temp(&temp);
+        let res = (|| -> io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(crate::atomic::FILE_MODE)
+                .open(&temp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&temp, &self.path)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        crate::signals::untrack_temp(&temp);
+        res.with_context(|| format!("cannot write '{}'", self.path.display()))?;
+        self.known = file.files;
+        Ok(())
+    }
+}
+
+/// sha256 of the file at `path`, and its metadata when it did not change
+/// while it was read (the same before and after).
+fn hash_stable(path: &Path) -> io::Result<(String, Option<std::fs::Metadata>)> {
+    let mut f = File::open(path)?;
+    let before = f.metadata()?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+    }
+    let after = f.metadata()?;
+    let same = Verified::new(&before, "") == Verified::new(&after, "");
+    Ok((crate::gzip::hex(&sha.finalize()), same.then_some(after)))
+}
+
+/// Check one point's own files against its manifest (with `cache`, the
+/// sha256 of files that did not change since they were hashed are not
+/// read again).
+fn check_own(
+    p: &Point,
+    depth: Depth,
+    mut cache: Option<&mut VerifyCache>,
+) -> (Option<Manifest>, Option<String>, Option<String>) {
     let mpath = p.file(MANIFEST);
     let m = match Manifest::load(&mpath) {
         Ok(m) => m,
@@ -201,7 +473,11 @@ fn check_own(p: &Point, depth: Depth) -> (Option<Manifest>, Option<String>, Opti
             if depth == Depth::Sizes {
                 continue;
             }
-            match sha256_file(&path) {
+            let sha = match cache.as_deref_mut() {
+                Some(c) => c.sha256(p, name, &meta),
+                None => sha256_file(&path),
+            };
+            match sha {
                 Ok(h) if h == f.sha256 => {}
                 Ok(_) => return Some(format!("{name} does not match its sha256 in the manifest")),
                 Err(e) => return Some(format!("cannot read {name}: {e}")),
@@ -240,13 +516,29 @@ pub fn check_chain(dir: &Path, depth: Depth) -> Result<Vec<PointCheck>> {
     check_points(points(dir)?, depth)
 }
 
+/// Check every point of the chain directory `dir` as [`Depth::Hashes`]
+/// does, but taking the sha256 of files that did not change since they
+/// were last hashed from `cache` (see [`VerifyCache`]); the files it reads
+/// are added to it. For tb-incr, before it continues the chain.
+pub fn check_chain_cached(dir: &Path, cache: &mut VerifyCache) -> Result<Vec<PointCheck>> {
+    check_points_with(points(dir)?, Depth::Hashes, Some(cache))
+}
+
 /// Check `points` (oldest first), each with its ancestry.
 pub fn check_points(points: Vec<Point>, depth: Depth) -> Result<Vec<PointCheck>> {
+    check_points_with(points, depth, None)
+}
+
+fn check_points_with(
+    points: Vec<Point>,
+    depth: Depth,
+    mut cache: Option<&mut VerifyCache>,
+) -> Result<Vec<PointCheck>> {
     let mut out: Vec<PointCheck> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for p in points {
         crate::signals::check()?;
-        let (manifest, manifest_sha256, problem) = check_own(&p, depth);
+        let (manifest, manifest_sha256, problem) = check_own(&p, depth, cache.as_deref_mut());
         let mut c = PointCheck {
             point: p,
             manifest,
@@ -584,6 +876,170 @@ mod tests {
         assert_eq!(walk_cmp(b"a/b", b"a/b"), Ordering::Equal);
         assert_eq!(walk_cmp(b"b", b"a/z"), Ordering::Greater);
         assert_eq!(walk_cmp(b"a\xff", b"a/\x01"), Ordering::Greater);
+    }
+
+    /// A base point `base_20260101` in `chain` (a directory named after
+    /// its label) with four files and their manifest; the files' mtimes
+    /// are a year old, so that a rewrite always changes them.
+    fn base_point(chain: &Path) -> PathBuf {
+        let id = "base_20260101";
+        let dir = chain.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = Manifest::new("chain_base", "media", "test", "2026-01-01T00:00:00Z");
+        for (i, (role, name)) in ROLES.iter().enumerate() {
+            let data = format!("{role} {}", "x".repeat(1000 * i)).into_bytes();
+            let path = dir.join(name);
+            std::fs::write(&path, &data).unwrap();
+            let old = std::time::SystemTime::now() - std::time::Duration::from_secs(365 * 86400);
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            m.files.push(crate::manifest::FileEntry {
+                role: role.to_string(),
+                name: name.to_string(),
+                bytes: data.len() as u64,
+                raw_bytes: data.len() as u64,
+                sha256: crate::gzip::hex(&Sha256::digest(&data)),
+                crc32: 0,
+                chunks: None,
+            });
+        }
+        m.chain = Some(crate::manifest::ChainInfo {
+            point: id.into(),
+            chain: id.into(),
+            mode: "base".into(),
+            parent: None,
+            parent_manifest_sha256: None,
+            base_reason: None,
+            listed: 0,
+            listed_file_bytes: 0,
+            added: 0,
+            changed: 0,
+            unchanged: 0,
+            deleted: 0,
+        });
+        std::fs::write(dir.join(MANIFEST), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        dir
+    }
+
+    /// One cached check: (restorable, its problem, files hashed, files trusted).
+    fn cached_check(chain: &Path) -> (bool, Option<String>, u64, u64) {
+        let mut cache = VerifyCache::load(chain);
+        let checks = check_chain_cached(chain, &mut cache).unwrap();
+        assert_eq!(checks.len(), 1);
+        if cache.has_news() {
+            cache.save().unwrap();
+        }
+        let c = &checks[0];
+        (
+            c.restorable(),
+            c.problem.clone(),
+            cache.hashed(),
+            cache.trusted(),
+        )
+    }
+
+    #[test]
+    fn the_verification_cache_skips_only_files_that_did_not_change() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let chain = d.path().join("media");
+        let point = base_point(&chain);
+        // The first check hashes everything and keeps it (0600).
+        assert_eq!(cached_check(&chain), (true, None, 4, 0));
+        let cache = chain.join(VERIFIED);
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        // Unchanged: nothing is read again.
+        assert_eq!(cached_check(&chain), (true, None, 0, 4));
+        // The cached sha256 is what is used: forged in the cache, the
+        // untouched file is reported damaged (it was not read).
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let sha = sha256_file(&point.join(DELETED)).unwrap();
+        std::fs::write(&cache, text.replace(&sha, &"0".repeat(64))).unwrap();
+        let (ok, why, hashed, trusted) = cached_check(&chain);
+        assert!(!ok && (hashed, trusted) == (0, 4), "{why:?}");
+        assert!(why.unwrap().contains("deleted.nul does not match"));
+        std::fs::write(&cache, &text).unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 0, 4));
+
+        // A flipped byte written in place (same size): hashed again, caught.
+        let archive = point.join(ARCHIVE);
+        let good = std::fs::read(&archive).unwrap();
+        let mut bad = good.clone();
+        bad[3] ^= 0x20;
+        std::fs::write(&archive, &bad).unwrap();
+        let (ok, why, hashed, trusted) = cached_check(&chain);
+        assert!(!ok, "a changed file is never trusted");
+        assert_eq!((hashed, trusted), (1, 0), "the first bad file decides");
+        assert!(
+            why.unwrap()
+                .contains("archive.tar.gz does not match its sha256 in the manifest")
+        );
+        // Still damaged on the next run (the cache now knows it is).
+        assert!(!cached_check(&chain).0);
+        // Put back as it was: read again, good again.
+        std::fs::write(&archive, &good).unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 1, 3));
+
+        // Replaced by an identical copy (another inode): read again.
+        let copy = chain.join("copy");
+        std::fs::copy(&archive, &copy).unwrap();
+        std::fs::rename(&copy, &archive).unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 1, 3));
+        // A damaged copy renamed over it is caught too.
+        std::fs::write(&copy, &bad).unwrap();
+        std::fs::rename(&copy, &archive).unwrap();
+        assert!(!cached_check(&chain).0);
+        std::fs::write(&archive, &good).unwrap();
+        assert!(cached_check(&chain).0);
+
+        // A mode change alone (ctime): read again.
+        std::fs::set_permissions(point.join(INDEX), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 1, 3));
+
+        // A damaged or missing cache: everything is hashed again.
+        std::fs::write(&cache, b"{not json").unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 4, 0));
+        std::fs::remove_file(&cache).unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 4, 0));
+        // Without the cache (tb-restore, tb-check) nothing changes.
+        let checks = check_chain(&chain, Depth::Hashes).unwrap();
+        assert!(checks[0].restorable());
+        assert!(
+            crate::atomic::remove_stale_temps(&chain)
+                .unwrap()
+                .is_empty(),
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn a_recorded_file_is_cached_only_while_it_is_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let chain = d.path().join("media");
+        let point = base_point(&chain);
+        let mut cache = VerifyCache::load(&chain);
+        for (_, name) in ROLES {
+            let path = point.join(name);
+            let before = std::fs::symlink_metadata(&path).unwrap();
+            let sha = sha256_file(&path).unwrap();
+            assert!(cache.record("base_20260101", name, &path, &before, &sha));
+        }
+        // Changed since `before`: not recorded.
+        let path = point.join(DELETED);
+        let before = std::fs::symlink_metadata(&path).unwrap();
+        std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+        assert!(!cache.record("base_20260101", DELETED, &path, &before, "x"));
+        assert!(cache.has_news());
+        cache.save().unwrap();
+        assert_eq!(cached_check(&chain), (true, None, 1, 3));
     }
 
     #[test]

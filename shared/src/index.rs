@@ -19,6 +19,7 @@
 //! {"path":{"hex":"636166e9"},"type":"symlink","mode":511,"uid":0,"gid":0,"mtime_ns":…,"target":"../x"}
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -26,11 +27,17 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::gzip::hex;
 
 /// A name kept byte for byte: a string when UTF-8, else hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Written as an untagged enum (a JSON string, or `{"hex": "…"}`); read
+/// by a hand-written [`Deserialize`] that accepts exactly those two forms
+/// without buffering (serde's untagged enums buffer every value first,
+/// which made reading a listing of 100,000 names slow).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum RawName {
     /// UTF-8 text.
@@ -53,15 +60,78 @@ impl RawName {
 
     /// The bytes (invalid hex gives the hex text itself, never panics).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.bytes().into_owned()
+    }
+
+    /// The bytes, borrowed when the name is text (no allocation).
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
         match self {
-            RawName::Text(s) => s.as_bytes().to_vec(),
-            RawName::Raw { hex } => unhex(hex).unwrap_or_else(|| hex.as_bytes().to_vec()),
+            RawName::Text(s) => Cow::Borrowed(s.as_bytes()),
+            RawName::Raw { hex } => {
+                Cow::Owned(unhex(hex).unwrap_or_else(|| hex.as_bytes().to_vec()))
+            }
         }
     }
 
     /// For messages: UTF-8 as is, other bytes as `\xNN`.
     pub fn display(&self) -> String {
         crate::record::display_bytes(&self.to_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+        /// The keys of `{"hex": …}`: `hex`, or any other (ignored, as the
+        /// derived untagged enum did).
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Key {
+            Hex,
+            #[serde(other)]
+            Other,
+        }
+
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = RawName;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a name: a string, or {"hex": "…"}"#)
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<RawName, E> {
+                Ok(RawName::Text(s.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> std::result::Result<RawName, E> {
+                Ok(RawName::Text(s))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawName, A::Error> {
+                let mut hex: Option<String> = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Hex if hex.is_some() => return Err(de::Error::duplicate_field("hex")),
+                        Key::Hex => hex = Some(map.next_value()?),
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                match hex {
+                    Some(hex) => Ok(RawName::Raw { hex }),
+                    None => Err(de::Error::missing_field("hex")),
+                }
+            }
+        }
+
+        d.deserialize_any(NameVisitor)
     }
 }
 
@@ -162,37 +232,59 @@ fn is_zero(n: &u64) -> bool {
 pub struct IndexWriter<W: Write> {
     out: flate2::write::GzEncoder<W>,
     entries: u64,
+    /// Uncompressed bytes written, and their CRC-32 (a manifest entry
+    /// without reading the file back).
+    raw_bytes: u64,
+    crc: crc32fast::Hasher,
+    line: Vec<u8>,
 }
 
 impl<W: Write> IndexWriter<W> {
     /// A writer into `w`.
     pub fn new(w: W) -> IndexWriter<W> {
-        IndexWriter {
-            out: flate2::write::GzEncoder::new(w, flate2::Compression::new(6)),
-            entries: 0,
-        }
+        IndexWriter::with_level(w, 6)
     }
 
     /// A writer into `w` that compresses quickly (level 1): for the
     /// complete listing of a chain point, written on every run.
     pub fn new_fast(w: W) -> IndexWriter<W> {
+        IndexWriter::with_level(w, 1)
+    }
+
+    fn with_level(w: W, level: u32) -> IndexWriter<W> {
         IndexWriter {
-            out: flate2::write::GzEncoder::new(w, flate2::Compression::new(1)),
+            out: flate2::write::GzEncoder::new(w, flate2::Compression::new(level)),
             entries: 0,
+            raw_bytes: 0,
+            crc: crc32fast::Hasher::new(),
+            line: Vec::with_capacity(512),
         }
     }
 
     /// Append one entry.
     pub fn push(&mut self, e: &IndexEntry) -> io::Result<()> {
-        let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
-        line.push(b'\n');
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, e).map_err(io::Error::other)?;
+        self.line.push(b'\n');
         self.entries += 1;
-        self.out.write_all(&line)
+        self.raw_bytes += self.line.len() as u64;
+        self.crc.update(&self.line);
+        self.out.write_all(&self.line)
     }
 
     /// Entries written.
     pub fn entries(&self) -> u64 {
         self.entries
+    }
+
+    /// Uncompressed bytes written so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    /// CRC-32 of the uncompressed bytes written so far (as in the gzip trailer).
+    pub fn crc32(&self) -> u32 {
+        self.crc.clone().finalize()
     }
 
     /// Finish the gzip stream.
@@ -201,11 +293,57 @@ impl<W: Write> IndexWriter<W> {
     }
 }
 
+/// A writer that passes everything on and keeps the sha256 and the count
+/// of the bytes that went through (what the file will hold).
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Hash what is written into `inner`.
+    pub fn new(inner: W) -> HashingWriter<W> {
+        HashingWriter {
+            inner,
+            sha: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flush, and the inner writer with the sha256 (lowercase hex) of
+    /// everything written.
+    pub fn finish(mut self) -> io::Result<(W, String)> {
+        self.inner.flush()?;
+        Ok((self.inner, hex(&self.sha.finalize())))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Reads an index file entry by entry.
 pub struct IndexReader {
-    lines: std::io::Lines<BufReader<flate2::read::MultiGzDecoder<File>>>,
+    input: BufReader<flate2::read::MultiGzDecoder<File>>,
+    buf: Vec<u8>,
     path: std::path::PathBuf,
     line: u64,
+    done: bool,
 }
 
 impl IndexReader {
@@ -217,9 +355,11 @@ impl IndexReader {
             anyhow::bail!("index '{}' is not a regular file", path.display());
         }
         Ok(IndexReader {
-            lines: BufReader::new(flate2::read::MultiGzDecoder::new(f)).lines(),
+            input: BufReader::with_capacity(128 << 10, flate2::read::MultiGzDecoder::new(f)),
+            buf: Vec::with_capacity(1024),
             path: path.to_path_buf(),
             line: 0,
+            done: false,
         })
     }
 }
@@ -228,16 +368,41 @@ impl Iterator for IndexReader {
     type Item = Result<IndexEntry>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let line = self.lines.next()?;
+        if self.done {
+            return None;
+        }
+        self.buf.clear();
+        // As `BufRead::lines`: a line ends at `\n` (a `\r` before it is
+        // dropped too), the last one may lack it, and it must be UTF-8.
+        match self.input.read_until(b'\n', &mut self.buf) {
+            Ok(0) => {
+                self.done = true;
+                return None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.done = true;
+                let path = self.path.display();
+                return Some(Err(e).with_context(|| format!("cannot read index '{path}'")));
+            }
+        }
         self.line += 1;
-        let (path, n) = (self.path.display().to_string(), self.line);
-        Some(
-            line.with_context(|| format!("cannot read index '{path}'"))
-                .and_then(|l| {
-                    serde_json::from_str(&l)
-                        .with_context(|| format!("index '{path}' line {n} is not valid"))
-                }),
-        )
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        }
+        let n = self.line;
+        Some(match std::str::from_utf8(&self.buf) {
+            Err(_) => Err(anyhow::Error::new(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )))
+            .with_context(|| format!("cannot read index '{}'", self.path.display())),
+            Ok(l) => serde_json::from_str(l)
+                .with_context(|| format!("index '{}' line {n} is not valid", self.path.display())),
+        })
     }
 }
 
@@ -312,6 +477,96 @@ mod tests {
         w.finish().unwrap();
         let back: Vec<IndexEntry> = IndexReader::open(&p).unwrap().map(|e| e.unwrap()).collect();
         assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn names_read_as_the_untagged_enum_did() {
+        let read = |j: &str| serde_json::from_str::<RawName>(j);
+        assert_eq!(read(r#""a\nb""#).unwrap(), RawName::Text("a\nb".into()));
+        assert_eq!(
+            read(r#""caf\u00e9""#).unwrap(),
+            RawName::Text("café".into())
+        );
+        assert_eq!(
+            read(r#"{"hex":"ff00"}"#).unwrap(),
+            RawName::Raw { hex: "ff00".into() }
+        );
+        assert_eq!(
+            read(r#"{"other":[1,{"x":2}],"hex":"ff"}"#).unwrap(),
+            RawName::Raw { hex: "ff".into() },
+            "other keys are ignored"
+        );
+        for bad in [
+            "{}",
+            r#"{"hex":1}"#,
+            r#"{"hex":"a","hex":"b"}"#,
+            "5",
+            "null",
+            "[]",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let opt: Option<RawName> = serde_json::from_str("null").unwrap();
+        assert_eq!(opt, None);
+        // Inside an entry, borrowed and escaped strings alike.
+        let line = r#"{"path":"d/\"q\"","type":"symlink","mode":511,"uid":0,"gid":0,"mtime_ns":1,"target":{"hex":"ff"},"link":"x"}"#;
+        let e: IndexEntry = serde_json::from_str(line).unwrap();
+        assert_eq!(e.path.to_bytes(), b"d/\"q\"");
+        assert_eq!(e.target.unwrap().to_bytes(), b"\xff");
+        assert_eq!(e.link, Some(RawName::Text("x".into())));
+    }
+
+    #[test]
+    fn the_writer_counts_what_it_compresses() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.jsonl.gz");
+        let mut w = IndexWriter::new_fast(HashingWriter::new(File::create(&p).unwrap()));
+        for i in 0..1000u64 {
+            let mut e: IndexEntry = serde_json::from_str(
+                r#"{"path":".","type":"dir","mode":493,"uid":0,"gid":0,"mtime_ns":0}"#,
+            )
+            .unwrap();
+            e.path = RawName::from_bytes(format!("f{i}").as_bytes());
+            w.push(&e).unwrap();
+        }
+        let (raw, crc) = (w.raw_bytes(), w.crc32());
+        let hw = w.finish().unwrap();
+        let gz = hw.bytes();
+        let (_, sha) = hw.finish().unwrap();
+        let back = crate::gzip::inflate_file(&p, &mut |_| Ok(())).unwrap();
+        assert_eq!(
+            (back.gz_bytes, back.raw_bytes, back.crc32, back.sha256),
+            (gz, raw, crc, sha)
+        );
+        assert_eq!(IndexReader::open(&p).unwrap().count(), 1000);
+    }
+
+    #[test]
+    fn lines_are_read_as_buf_read_lines_did() {
+        use std::io::Write as _;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.jsonl.gz");
+        let dir = r#"{"path":".","type":"dir","mode":493,"uid":0,"gid":0,"mtime_ns":0}"#;
+        let mut gz =
+            flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::new(1));
+        write!(gz, "{dir}\r\n{dir}\n{dir}").unwrap();
+        gz.finish().unwrap();
+        let got: Vec<_> = IndexReader::open(&p).unwrap().collect();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|e| e.is_ok()), "{got:?}");
+        let mut gz =
+            flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::new(1));
+        gz.write_all(b"{\"path\":\"\xff\"}\n\n").unwrap();
+        gz.finish().unwrap();
+        let got: Vec<_> = IndexReader::open(&p).unwrap().collect();
+        assert_eq!(got.len(), 2);
+        let e = format!("{:#}", got[0].as_ref().unwrap_err());
+        assert!(
+            e.contains("cannot read index") && e.contains("UTF-8"),
+            "{e}"
+        );
+        let e = format!("{:#}", got[1].as_ref().unwrap_err());
+        assert!(e.contains("line 2 is not valid"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! A run continues the newest point when the whole chain down to it is
 //! intact (every manifest, parent link and file hash); otherwise, on the
 //! first run, with `--full`, or when the chain's base is older than
-//! `--max-chain-days`, it makes a new base, and says why.
+//! `--max-chain-days`, it makes a new base, and says why. File hashes come
+//! from the chain's verification cache while a file's size, times, inode
+//! and device show it was not touched since it was hashed (or written and
+//! read back), so an unchanged base is not read again on every run (see
+//! [`tb_shared::chain::VerifyCache`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,7 +29,7 @@ use clap::{Parser, ValueEnum};
 
 use tb_shared::archive::{Archiver, Baseline, verify_archive};
 use tb_shared::atomic::{ensure_dir, fsync_dir, rename_noreplace};
-use tb_shared::chain::{self, DELETED, Depth, INDEX, LISTING, MANIFEST, Point, PointCheck};
+use tb_shared::chain::{self, DELETED, INDEX, LISTING, MANIFEST, Point, PointCheck, VerifyCache};
 use tb_shared::cli::{Common, ToolArgs};
 use tb_shared::docker::Docker;
 use tb_shared::error::{Cause, Failure};
@@ -271,6 +275,14 @@ fn plain_entry(role: &str, path: &Path, name: &str) -> Result<FileEntry> {
     })
 }
 
+/// Write the verification cache. It only saves work: when it cannot be
+/// written the summary says why and the next run hashes those files again.
+fn save_cache(cache: &mut VerifyCache, rep: &mut Reporter) {
+    if let Err(e) = cache.save() {
+        rep.summary_field("verify_cache_error", format!("{e:#}"));
+    }
+}
+
 /// A point being built: its temporary directory, removed unless published.
 struct Building {
     temp: PathBuf,
@@ -299,7 +311,15 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .with_context(|| format!("cannot lock chain directory '{}'", chain_dir.display()))?;
     housekeeping(&chain_dir, &docker, rep)?;
 
-    let checks = chain::check_chain(&chain_dir, Depth::Hashes)?;
+    let mut cache = VerifyCache::load(&chain_dir);
+    let checks = chain::check_chain_cached(&chain_dir, &mut cache)?;
+    if cache.has_news() {
+        // What was hashed is kept even if this run fails later.
+        save_cache(&mut cache, rep);
+    }
+    rep.summary_field("verify_hashed", cache.hashed());
+    rep.summary_field("verify_cached", cache.trusted());
+    let check_ms = clock.elapsed().as_millis() as u64;
     let newest = checks.last().map(|c| c.point.clone());
     let decision = decide(&args, checks, Local::now().naive_local(), rep);
     let kind = match decision {
@@ -349,7 +369,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
                 .context("cannot duplicate a file handle")?,
         )),
         args.checksum,
-    );
+    )?;
 
     let stopped = stop_containers(&args.src, &docker, Some(&chain_dir), rep)?;
     let stopped_names: Vec<String> = stopped
@@ -378,10 +398,13 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .into_inner()
         .map_err(|e| e.into_error())
         .context("cannot write the index")?;
+    let mut written = Vec::new();
     for f in [&afile, &ifile, &lfile, &dfile] {
         f.sync_all()
             .map_err(|e| write_error(e.into(), &dest))
             .context("cannot flush the point to disk")?;
+        // What each file is before it is read back (for the cache).
+        written.push(f.metadata().ok());
     }
     let archive_ms = clock.elapsed().as_millis() as u64;
     let warning_list = emit_warnings(rep, &warnings);
@@ -412,13 +435,25 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
             )
         ));
     }
-    let listed = IndexReader::open(&listing_path)?.try_fold(0u64, |n, e| e.map(|_| n + 1))?;
-    if listed != changes.listed {
+    // The listing was counted and hashed as it was written: read back, it
+    // must be those very bytes (and hold every entry listed).
+    let listing = stats.listing.clone().unwrap_or_default();
+    let listing_sha = sha256_file(&listing_path)
+        .with_context(|| format!("cannot read '{}'", listing_path.display()))?;
+    let listing_bytes = std::fs::metadata(&listing_path)
+        .with_context(|| format!("cannot read '{}'", listing_path.display()))?
+        .len();
+    if listing.entries != changes.listed
+        || listing_sha != listing.sha256
+        || listing_bytes != listing.gz_bytes
+    {
         bail!(Failure::new(
             Cause::Other,
             format!(
-                "the written listing '{}' holds {listed} entries, not {}: the disk or filesystem is not keeping data",
+                "the written listing '{}' reads back different from what was written ({listing_bytes} bytes, {} written, {} of {} entries): the disk or filesystem is not keeping data",
                 listing_path.display(),
+                listing.gz_bytes,
+                listing.entries,
                 changes.listed
             )
         ));
@@ -436,15 +471,20 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         true,
     ));
     let index_entry = small_gz_entry("index", &index_path, &dest.join(INDEX))?;
+    let index_sha = index_entry.sha256.clone();
     manifest.files.push(index_entry);
-    manifest.files.push(small_gz_entry(
-        "listing",
-        &listing_path,
-        &dest.join(LISTING),
-    )?);
-    manifest
-        .files
-        .push(plain_entry("deleted", &deleted_path, DELETED)?);
+    manifest.files.push(FileEntry {
+        role: "listing".into(),
+        name: LISTING.into(),
+        bytes: listing.gz_bytes,
+        raw_bytes: listing.raw_bytes,
+        sha256: listing.sha256.clone(),
+        crc32: listing.crc32,
+        chunks: None,
+    });
+    let deleted_entry = plain_entry("deleted", &deleted_path, DELETED)?;
+    let deleted_sha = deleted_entry.sha256.clone();
+    manifest.files.push(deleted_entry);
     let c = &stats.counts;
     manifest.volume = Some(VolumeInfo {
         source: src.path.display().to_string(),
@@ -515,6 +555,19 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         fsync_dir(&chain_dir)
     })?;
 
+    // The files were just read back with these hashes: cached, so the next
+    // run need not read them again while they stay as they are.
+    let shas = [&check.gz.sha256, &index_sha, &listing.sha256, &deleted_sha];
+    let names = [chain::ARCHIVE, INDEX, LISTING, DELETED];
+    for ((name, sha), before) in names.iter().zip(shas).zip(&written) {
+        if let Some(before) = before {
+            cache.record(&point_id, name, &dest.join(name), before, sha);
+        }
+    }
+    if cache.has_news() {
+        save_cache(&mut cache, rep);
+    }
+
     let mut rec = Record::new("written")
         .with("kind", kind.as_str())
         .with("path", path_value(&dest))
@@ -531,6 +584,7 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .with("unchanged", changes.unchanged)
         .with("deleted", changes.deleted)
         .with("file_bytes", c.file_bytes)
+        .with("check_ms", check_ms)
         .with("archive_ms", archive_ms)
         .with("consistent", consistent)
         .with("duration_ms", clock.elapsed().as_millis() as u64);

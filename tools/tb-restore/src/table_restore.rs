@@ -740,8 +740,10 @@ fn into_existing(
     let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
     for t in tables {
         let file = dir.join(format!(
-            "before-restore.{target}.{}.{}.{stamp}.sql.gz",
-            t.schema, t.name
+            "before-restore.{target}.{}.{}.{stamp}.{}.sql.gz",
+            t.schema,
+            t.name,
+            std::process::id()
         ));
         safety_dump(&conn, target, t, &file)?;
         rep.emit(

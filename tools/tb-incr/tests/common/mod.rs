@@ -242,7 +242,7 @@ pub fn chain_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let e = e.unwrap();
             let name = e.file_name();
             let n = name.to_string_lossy();
-            if n == ".tb.lock" || n.starts_with(".tb-tmp.") {
+            if n == ".tb.lock" || n == ".tb-verified.json" || n.starts_with(".tb-tmp.") {
                 continue;
             }
             let p = e.path();
