@@ -268,6 +268,9 @@ fn the_shipped_scripts_back_up_prune_check_and_alert_end_to_end() {
     std::fs::create_dir_all(mount.join("img")).unwrap();
     std::fs::write(mount.join("img/cat.jpg"), tb_testkit::noise(40_000, 2)).unwrap();
     std::fs::write(mount.join("index.html"), "<p>hi</p>\n").unwrap();
+    // A directory standing for a second volume.
+    std::fs::create_dir_all(sb.join("uploads/u")).unwrap();
+    std::fs::write(sb.join("uploads/u/a.txt"), "upload\n").unwrap();
     let root = sb.join("backup");
     let log = sb.join("toybox_backup.log");
     let alert = sb.join("alert.jsonl");
@@ -277,11 +280,12 @@ fn the_shipped_scripts_back_up_prune_check_and_alert_end_to_end() {
             &env,
             format!(
                 "TB_ROOT={root}\nTB_DATABASE=ops_db\nTB_DB_CONTAINER=\nTB_PGUSER={user}\nPGHOST={host}\nPGPORT={port}\nexport PGHOST PGPORT\n\
-                 TB_VOLUMES={vol}\nTB_VOLUME_STOP=\nTB_LOG={log}\nTB_ALERT_CMD=\"cat >> {alert}\"\nTB_DRILL_SCRATCH={scratch}\n",
+                 TB_VOLUMES=\"{vol} {dirvol}\"\nTB_VOLUME_STOP=\nTB_LOG={log}\nTB_ALERT_CMD=\"cat >> {alert}\"\nTB_DRILL_SCRATCH={scratch}\n",
                 root = root.display(),
                 user = pg.user,
                 host = pg.host,
                 vol = vol.name,
+                dirvol = sb.join("uploads").display(),
                 log = log.display(),
                 alert = alert.display(),
                 scratch = sb.path().display(),
@@ -326,9 +330,18 @@ fn the_shipped_scripts_back_up_prune_check_and_alert_end_to_end() {
             .iter()
             .filter(|n| n.ends_with(".tar.gz"))
             .count(),
-        1
+        2,
+        "the Docker volume's and the directory's"
     );
     assert_eq!(names(&format!("volumes-incremental/{label}")).len(), 1);
+    assert_eq!(
+        names("volumes")
+            .iter()
+            .filter(|n| n.starts_with("uploads_") && n.ends_with(".tar.gz"))
+            .count(),
+        1
+    );
+    assert_eq!(names("volumes-incremental/uploads").len(), 1);
     // The log holds every tool's records, pruning included.
     let recs = records(&std::fs::read(&log).unwrap());
     let tools: std::collections::BTreeSet<&str> =
