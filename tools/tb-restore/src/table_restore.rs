@@ -638,18 +638,11 @@ pub(crate) fn sql(args: &Args, rep: &mut Reporter) -> Result<Outcome> {
     let tables = resolve(&args.table, &dump_tables(&input))?;
     // Into a private temporary file first: stdout gets only SQL that came
     // from a dump that checked out whole.
-    let (tmp, path) = temp_sql(&args.backup)?;
-    let result = extract(&input, &tables, BufWriter::new(tmp));
-    let (w, skipped, taken) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-    };
+    let (tmp, temp) = temp_sql(&args.backup)?;
+    let path = temp.0.clone();
+    let (w, skipped, taken) = extract(&input, &tables, BufWriter::new(tmp))?;
     drop(w);
     let mut f = File::open(&path).context("cannot read the extracted SQL")?;
-    let _ = std::fs::remove_file(&path);
     io::copy(&mut f, &mut io::stdout().lock()).context("cannot write to stdout")?;
     report_fks(&skipped, rep);
     rep.emit(extracted_record(&tables, &taken));
@@ -665,9 +658,20 @@ fn extracted_record(tables: &[Table], taken: &BTreeMap<String, u64>) -> Record {
         .with("entries", taken)
 }
 
-/// A private temporary file beside the dump (or in TMPDIR when that
-/// directory is not writable).
-fn temp_sql(dump: &Path) -> Result<(File, PathBuf)> {
+/// A temporary file of ours, removed (and forgotten by the signal handler)
+/// when dropped, on every path out.
+struct TempSql(PathBuf);
+
+impl Drop for TempSql {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        signals::untrack_temp(&self.0);
+    }
+}
+
+/// A private temporary file in TMPDIR (or beside the dump when TMPDIR is
+/// not writable).
+fn temp_sql(dump: &Path) -> Result<(File, TempSql)> {
     let name = format!(
         "{}tables.{}.sql",
         tb_shared::naming::TEMP_PREFIX,
@@ -687,7 +691,7 @@ fn temp_sql(dump: &Path) -> Result<(File, PathBuf)> {
         {
             Ok(f) => {
                 signals::track_temp(&p);
-                return Ok((f, p));
+                return Ok((f, TempSql(p)));
             }
             Err(e) => last = Some(e),
         }
@@ -757,11 +761,8 @@ fn into_existing(
                 ),
         );
     }
-    let (tmp, path) = temp_sql(&args.backup)?;
-    let cleanup = |p: &Path| {
-        let _ = std::fs::remove_file(p);
-        signals::untrack_temp(p);
-    };
+    let (tmp, temp) = temp_sql(&args.backup)?;
+    let path = temp.0.clone();
     let built = (|| -> Result<(Vec<SkippedFk>, BTreeMap<String, u64>)> {
         let mut w = BufWriter::new(tmp);
         // Foreign keys of other tables that point at these: dropped with
@@ -800,13 +801,7 @@ fn into_existing(
         w.flush()?;
         Ok((skipped, taken))
     })();
-    let (skipped, taken) = match built {
-        Ok(x) => x,
-        Err(e) => {
-            cleanup(&path);
-            return Err(e);
-        }
-    };
+    let (skipped, taken) = built?;
     report_fks(&skipped, rep);
     rep.emit(extracted_record(tables, &taken));
     let args_psql: Vec<std::ffi::OsString> = [
@@ -827,7 +822,6 @@ fn into_existing(
     cmd.stdin(std::fs::File::open(&path).context("cannot read the extracted SQL")?)
         .stdout(std::process::Stdio::null());
     let out = cmd.output().context("cannot run psql")?;
-    cleanup(&path);
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         let first = said
@@ -929,18 +923,9 @@ pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result
     if args.into_existing {
         return into_existing(args, &input, &tables, &known, &target, rep, clock);
     }
-    let (tmp, path) = temp_sql(&args.backup)?;
-    let cleanup = |p: &Path| {
-        let _ = std::fs::remove_file(p);
-        signals::untrack_temp(p);
-    };
-    let (w, skipped, taken) = match extract(&input, &tables, BufWriter::new(tmp)) {
-        Ok(r) => r,
-        Err(e) => {
-            cleanup(&path);
-            return Err(e);
-        }
-    };
+    let (tmp, temp) = temp_sql(&args.backup)?;
+    let path = temp.0.clone();
+    let (w, skipped, taken) = extract(&input, &tables, BufWriter::new(tmp))?;
     drop(w);
     rep.emit(
         Record::new("check")
@@ -965,7 +950,6 @@ pub(crate) fn restore(args: &Args, rep: &mut Reporter, clock: Instant) -> Result
         verify_streaming: false,
     };
     let result = dump_restore::restore_sql_file(args, &sql_input, &target, &expected, rep);
-    cleanup(&path);
     let (replaced, rows) = result?;
     let total: u64 = rows.iter().map(|r| r.1).sum();
     rep.emit(
