@@ -268,7 +268,7 @@ pub fn drill(a: &DrillArgs, rep: &mut Reporter) -> Result<Outcome> {
         if let Err(e) = psql(
             &conn,
             "postgres",
-            &format!("DROP DATABASE IF EXISTS \"{}\";", db.replace('"', "\"\"")),
+            &format!("DROP DATABASE IF EXISTS {};", tb_restore::quote_ident(&db)),
         ) {
             rep.warn(
                 &format!(
@@ -500,32 +500,7 @@ fn remove_scratch(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Run SQL in `db` (tb-restore's psql runner); the trimmed output.
 fn psql(conn: &tb_shared::pg::Conn, db: &str, sql: &str) -> Result<String> {
-    let args: Vec<std::ffi::OsString> = [
-        "-X",
-        "-q",
-        "-A",
-        "-t",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        db,
-        "-c",
-        sql,
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    let out = conn
-        .command("psql", &args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot run psql")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{}",
-            tb_shared::record::one_line(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    tb_restore::psql(conn, db, sql).map(|s| s.trim().to_string())
 }

@@ -45,7 +45,7 @@ use tb_shared::verify::{Verdict, check_file};
 use crate::Args;
 
 /// `"name"` for SQL.
-pub(crate) fn quote_ident(s: &str) -> String {
+pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn conn(args: &Args) -> Conn {
 const MAINTENANCE_DB: &str = "postgres";
 
 /// Run SQL with psql in `db`; the unaligned, tuples-only output.
-pub(crate) fn psql(conn: &Conn, db: &str, sql: &str) -> Result<String> {
+pub fn psql(conn: &Conn, db: &str, sql: &str) -> Result<String> {
     let args: Vec<OsString> = [
         "-X",
         "-q",

@@ -42,6 +42,9 @@ use tb_shared::signals;
 
 mod chain_restore;
 mod dump_restore;
+
+/// psql as tb-restore runs it (for tb-check drill).
+pub use dump_restore::{psql, quote_ident};
 mod plan_restore;
 mod table_restore;
 
