@@ -44,12 +44,12 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::gzip::{GzOptions, GzStats, Hint, ParGzWriter, deflate_chunk, hex};
-use crate::index::{EntryKind, HashingWriter, IndexEntry, IndexWriter, RawName};
+use crate::index::{EntryKind, IndexEntry, IndexWriter, RawName};
+use crate::listing::{Listed, ListingReader, ListingWriter, MemberPos, Written};
+use crate::walk::{Step, Walk, XattrRead, Xattrs, xattrs_of};
 
 const BLOCK: u64 = 512;
 const PIECE: usize = 1 << 20;
-/// Directory levels kept open during a walk (one descriptor each).
-const OPEN_DEPTH: usize = 128;
 
 /// Something worth a look that did not stop the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,23 +95,9 @@ pub struct ArchiveStats {
     /// With a [`Baseline`]: what changed since it.
     pub changes: Option<ChangeCounts>,
     /// With a [`Baseline`]: the complete listing as it was written.
-    pub listing: Option<WrittenGz>,
-}
-
-/// A gzip file as it was written, counted on the way out (its manifest
-/// entry, without reading it back).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WrittenGz {
-    /// Bytes of the file.
-    pub gz_bytes: u64,
-    /// Uncompressed bytes.
-    pub raw_bytes: u64,
-    /// sha256 of the file, lowercase hex.
-    pub sha256: String,
-    /// CRC-32 of the uncompressed bytes.
-    pub crc32: u32,
-    /// Lines (entries) in it.
-    pub entries: u64,
+    pub listing: Option<Written>,
+    /// When the walk of the tree began (before any entry was looked at).
+    pub walk_started: std::time::SystemTime,
 }
 
 /// What an incremental archive found, compared with its baseline.
@@ -156,8 +142,32 @@ pub struct Baseline {
     listing: WriteBehind,
     deleted: Box<dyn Write + Send>,
     checksum: bool,
+    /// Entries whose inode last changed before this (ns since the epoch)
+    /// have the extended attributes the previous listing gives them.
+    xattrs_unchanged_before: Option<i64>,
     last_deleted: Option<Vec<u8>>,
     counts: ChangeCounts,
+}
+
+/// How long before the previous walk began an inode must have last changed
+/// for its extended attributes to be taken from that walk's listing rather
+/// than read: far more than the kernel's coarse clock lags (a few ms), so
+/// also a filesystem whose clock is a little off (a network one) is safe.
+pub const CTIME_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Before what ctime (ns since the epoch) an entry's extended attributes
+/// are those of a listing whose walk began at `started`, when it is `now`:
+/// [`CTIME_MARGIN`] before `started`. Setting an attribute changes the
+/// ctime, so this is exact, as GNU tar's incremental mode is, unless the
+/// clock was set back: when `now` is before `started`, none (every entry's
+/// are read).
+pub fn ctime_threshold(started: std::time::SystemTime, now: std::time::SystemTime) -> Option<i64> {
+    if now < started {
+        return None;
+    }
+    let t = started.checked_sub(CTIME_MARGIN)?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
 }
 
 impl Baseline {
@@ -165,7 +175,7 @@ impl Baseline {
     /// added), writing the new listing and the deleted paths. Fails only
     /// when its threads cannot be started.
     pub fn new(
-        prev: Option<crate::index::IndexReader>,
+        prev: Option<ListingReader>,
         listing: Box<dyn Write + Send>,
         deleted: Box<dyn Write + Send>,
         checksum: bool,
@@ -179,14 +189,31 @@ impl Baseline {
             listing: WriteBehind::spawn(listing).context("cannot start a thread")?,
             deleted,
             checksum,
+            xattrs_unchanged_before: None,
             last_deleted: None,
             counts: ChangeCounts::default(),
         })
     }
 
+    /// The previous listing was made by a walk that began at `started`:
+    /// extended attributes are then read only for entries whose inode
+    /// changed (ctime) less than [`CTIME_MARGIN`] before that or since,
+    /// the others' come from the listing (see [`ctime_threshold`]).
+    pub fn listing_walk_started(self, started: std::time::SystemTime) -> Baseline {
+        let t = ctime_threshold(started, std::time::SystemTime::now());
+        self.xattrs_unchanged_before(t)
+    }
+
+    /// Take the extended attributes of entries whose inode last changed
+    /// before `ns` (since the epoch; none: of no entry) from the listing.
+    pub fn xattrs_unchanged_before(mut self, ns: Option<i64>) -> Baseline {
+        self.xattrs_unchanged_before = ns;
+        self
+    }
+
     /// The baseline's entry for `rel`, if it has one; every baseline entry
     /// before it in archive order is gone and recorded as deleted.
-    fn matching(&mut self, rel: &[u8]) -> Result<Option<IndexEntry>> {
+    fn matching(&mut self, rel: &[u8]) -> Result<Option<Listed>> {
         loop {
             let Some(prev) = self.prev.as_mut() else {
                 return Ok(None);
@@ -198,11 +225,11 @@ impl Baseline {
                     let e = e.flatten().unwrap_or_else(|| anyhow::anyhow!("unreadable"));
                     return Err(e.context("the previous point's listing is damaged"));
                 }
-                Some(Ok(p)) => walk_cmp(&p.path.bytes(), rel),
+                Some(Ok((p, _))) => walk_cmp(&p.path.bytes(), rel),
             };
             match order {
                 std::cmp::Ordering::Less => {
-                    if let Some(Ok(p)) = prev.next() {
+                    if let Some(Ok((p, _))) = prev.next() {
                         self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?;
                     }
                 }
@@ -230,17 +257,21 @@ impl Baseline {
         Ok(())
     }
 
-    fn list(&mut self, e: IndexEntry) -> Result<()> {
+    /// List `e`; `from` is its place in the previous listing when it is
+    /// unchanged (its member may then be copied).
+    fn list(&mut self, e: IndexEntry, from: Option<MemberPos>) -> Result<()> {
         self.counts.listed += 1;
         self.counts.listed_file_bytes += e.size;
-        self.listing.push(e).context("cannot write the listing")
+        self.listing
+            .push(e, from)
+            .context("cannot write the listing")
     }
 
-    fn finish(mut self) -> Result<(ChangeCounts, WrittenGz)> {
+    fn finish(mut self) -> Result<(ChangeCounts, Written)> {
         while let Some(prev) = self.prev.as_mut() {
             match prev.next() {
                 None => break,
-                Some(Ok(p)) => self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?,
+                Some(Ok((p, _))) => self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?,
                 Some(Err(e)) => return Err(e.context("the previous point's listing is damaged")),
             }
         }
@@ -252,6 +283,10 @@ impl Baseline {
     }
 }
 
+/// Compression level of listings: most members are copied from the
+/// previous listing; the others are written with this.
+const LISTING_LEVEL: u32 = 1;
+
 /// Entries passed between the walk and the listing threads at a time.
 const BATCH: usize = 512;
 /// Batches in flight each way.
@@ -260,13 +295,13 @@ const BATCHES: usize = 8;
 /// A listing read ahead by a thread, entry by entry (the first error
 /// ends it).
 pub struct ReadAhead {
-    rx: std::sync::mpsc::Receiver<Vec<Result<IndexEntry>>>,
-    batch: std::vec::IntoIter<Result<IndexEntry>>,
+    rx: std::sync::mpsc::Receiver<Vec<Result<Listed>>>,
+    batch: std::vec::IntoIter<Result<Listed>>,
 }
 
 impl ReadAhead {
     /// Read `r` in a new thread.
-    pub fn spawn(r: crate::index::IndexReader) -> io::Result<ReadAhead> {
+    pub fn spawn(r: ListingReader) -> io::Result<ReadAhead> {
         let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES);
         std::thread::Builder::new()
             .name("tb-listing-in".into())
@@ -295,9 +330,9 @@ impl ReadAhead {
 }
 
 impl Iterator for ReadAhead {
-    type Item = Result<IndexEntry>;
+    type Item = Result<Listed>;
 
-    fn next(&mut self) -> Option<Result<IndexEntry>> {
+    fn next(&mut self) -> Option<Result<Listed>> {
         loop {
             if let Some(e) = self.batch.next() {
                 return Some(e);
@@ -312,34 +347,26 @@ impl Iterator for ReadAhead {
 /// A listing written by a thread (encoded, compressed level 1, counted and
 /// hashed on the way to its file).
 struct WriteBehind {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<IndexEntry>>>,
-    batch: Vec<IndexEntry>,
-    thread: Option<std::thread::JoinHandle<io::Result<WrittenGz>>>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Listed>>>,
+    batch: Vec<Listed>,
+    thread: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
 
 impl WriteBehind {
     fn spawn(out: Box<dyn Write + Send>) -> io::Result<WriteBehind> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<IndexEntry>>(BATCHES);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Listed>>(BATCHES);
         let thread = std::thread::Builder::new()
             .name("tb-listing-out".into())
             .spawn(move || {
-                let mut w = IndexWriter::new_fast(HashingWriter::new(out));
+                let mut w = ListingWriter::new(out, LISTING_LEVEL);
                 for batch in rx {
-                    for e in &batch {
-                        w.push(e)?;
+                    for (e, from) in batch {
+                        w.push(e, from)?;
                     }
                 }
-                let (raw_bytes, crc32, entries) = (w.raw_bytes(), w.crc32(), w.entries());
-                let w = w.finish()?;
-                let gz_bytes = w.bytes();
-                let (_, sha256) = w.finish()?;
-                Ok(WrittenGz {
-                    gz_bytes,
-                    raw_bytes,
-                    sha256,
-                    crc32,
-                    entries,
-                })
+                let (mut out, written) = w.finish()?;
+                out.flush()?;
+                Ok(written)
             })?;
         Ok(WriteBehind {
             tx: Some(tx),
@@ -348,8 +375,8 @@ impl WriteBehind {
         })
     }
 
-    fn push(&mut self, e: IndexEntry) -> io::Result<()> {
-        self.batch.push(e);
+    fn push(&mut self, e: IndexEntry, from: Option<MemberPos>) -> io::Result<()> {
+        self.batch.push((e, from));
         if self.batch.len() >= BATCH {
             self.send()?;
         }
@@ -371,7 +398,7 @@ impl WriteBehind {
     }
 
     /// Wait for the thread: what it wrote, or why it could not.
-    fn join(&mut self) -> io::Result<WrittenGz> {
+    fn join(&mut self) -> io::Result<Written> {
         self.tx = None;
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -380,7 +407,7 @@ impl WriteBehind {
         }
     }
 
-    fn finish(mut self) -> io::Result<WrittenGz> {
+    fn finish(mut self) -> io::Result<Written> {
         if !self.batch.is_empty() {
             self.send()?;
         }
@@ -520,6 +547,7 @@ pub struct Archiver<W: Write + Send + 'static, I: Write> {
     buf: Vec<u8>,
     warn: Box<dyn FnMut(ArchiveWarning) + Send>,
     baseline: Option<Baseline>,
+    walk_started: Option<std::time::SystemTime>,
 }
 
 /// A pax record `LEN KEY=VALUE\n` (LEN counts itself).
@@ -584,22 +612,6 @@ fn octal12(field: &mut [u8; 12], v: u64) {
     }
 }
 
-/// The extended attributes of `path` (not following a symlink), sorted.
-fn xattrs_of(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, Vec<u8>)> = names
-        .filter_map(|n| {
-            let key = n.to_str()?.to_string();
-            let v = xattr::get(path, &n).ok().flatten()?;
-            Some((key, v))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// Data segments `(offset, len)` of a file with holes, or `None` when it
 /// has none (or the filesystem cannot tell).
 fn data_segments(f: &File, size: u64) -> Option<Vec<(u64, u64)>> {
@@ -646,6 +658,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             buf: vec![0u8; PIECE],
             warn,
             baseline: None,
+            walk_started: None,
         }
     }
 
@@ -669,70 +682,40 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
     /// what was archived.
     pub fn archive_all(mut self) -> Result<(W, I, ArchiveStats)> {
         let root = self.root.clone();
+        self.walk_started = Some(std::time::SystemTime::now());
         let meta = std::fs::metadata(&root)
             .with_context(|| format!("cannot read '{}'", root.display()))?;
         anyhow::ensure!(meta.is_dir(), "'{}' is not a directory", root.display());
-        self.entry(b".", &root, &meta)?;
-        self.walk_dir(&root, b"", 0)?;
+        self.entry(b".", &root, &meta, Some(xattrs_of(&root)))?;
+        let read = match &self.baseline {
+            Some(b) if !b.checksum => b
+                .xattrs_unchanged_before
+                .map_or(XattrRead::All, XattrRead::ChangedSince),
+            _ => XattrRead::All,
+        };
+        let walk = Walk::spawn(&root, read).context("cannot start a thread")?;
+        for step in walk {
+            match step? {
+                Step::Entry(f) => self.entry(&f.rel, &f.full, &f.meta, f.xattrs)?,
+                Step::Warning(rel, message) => self.warning(&rel, message),
+            }
+        }
         self.finish()
     }
 
-    fn walk_dir(&mut self, dir: &Path, rel: &[u8], depth: usize) -> Result<()> {
-        crate::signals::check()?;
-        let mut entries: Vec<(std::ffi::OsString, Option<std::fs::DirEntry>)> =
-            match std::fs::read_dir(dir) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok().map(|e| (e.file_name(), Some(e))))
-                    .collect(),
-                Err(e) => {
-                    self.warning(
-                        rel,
-                        format!("cannot read directory: {e}; its contents are not in the archive"),
-                    );
-                    return Ok(());
-                }
-            };
-        // The entries keep the directory open, so that each is looked up in
-        // it rather than by its whole path again; past OPEN_DEPTH levels they
-        // are dropped (closing it) and looked up by path, so that a very
-        // deep tree cannot run out of file descriptors.
-        if depth >= OPEN_DEPTH {
-            entries.iter_mut().for_each(|e| e.1 = None);
-        }
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (name, dirent) in entries {
-            let full = dir.join(&name);
-            let mut child = rel.to_vec();
-            if !child.is_empty() {
-                child.push(b'/');
-            }
-            child.extend_from_slice(name.as_bytes());
-            let looked_up = match &dirent {
-                // lstat, relative to the open directory.
-                Some(d) => d.metadata(),
-                None => std::fs::symlink_metadata(&full),
-            };
-            let meta = match looked_up {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.warning(&child, "vanished while the archive was made".into());
-                    continue;
-                }
-                Err(e) => {
-                    self.warning(&child, format!("cannot read: {e}; not in the archive"));
-                    continue;
-                }
-            };
-            self.entry(&child, &full, &meta)?;
-            if meta.is_dir() {
-                self.walk_dir(&full, &child, depth + 1)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Archive one entry (not its children).
-    fn entry(&mut self, rel: &[u8], full: &Path, meta: &Metadata) -> Result<()> {
+    ///
+    /// `xattrs` are the entry's extended attributes, or none when the walk
+    /// left them unread because its inode did not change since the
+    /// baseline's listing was made: then the listing's are used to compare
+    /// and, if the entry is stored after all, they are read.
+    fn entry(
+        &mut self,
+        rel: &[u8],
+        full: &Path,
+        meta: &Metadata,
+        xattrs: Option<Xattrs>,
+    ) -> Result<()> {
         let ft = meta.file_type();
         if ft.is_socket() {
             self.counts.sockets_skipped += 1;
@@ -762,9 +745,8 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             sparse: false,
             changed: false,
         };
-        let xattrs = xattrs_of(full);
-        for (k, v) in &xattrs {
-            ie.xattrs.insert(k.clone(), hex(v));
+        if let Some(x) = &xattrs {
+            ie.xattrs = x.iter().map(|(k, v)| (k.clone(), hex(v))).collect();
         }
         // What it is, before anything is written (an increment decides from it).
         let inode = (meta.dev(), meta.ino());
@@ -807,33 +789,54 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         }
 
         let mut prev = None;
+        // Where its line is in the previous listing, when that line stays.
+        let mut listed_from = None;
         // Extracting the first name of an inode makes a new file: a name
         // linked to it must be stored again, or it keeps the old file.
         let first_stored = ie.kind == EntryKind::Hardlink && self.stored_inodes.contains(&inode);
-        if let Some(b) = self.baseline.as_mut() {
-            prev = b.matching(rel)?;
-            if let Some(p) = &prev {
-                let was_dir = p.kind == EntryKind::Dir;
-                if p.kind != ie.kind && !(was_dir && ie.kind == EntryKind::Dir) {
-                    // A type change: the old one goes first, then the new is stored.
-                    b.delete(rel, was_dir)?;
-                } else if ie.kind != EntryKind::Dir && !first_stored && same_entry(p, &ie) {
-                    let same_content = !b.checksum
+        if let Some(b) = self.baseline.as_mut()
+            && let Some((p, from)) = b.matching(rel)?
+        {
+            if p.kind != ie.kind {
+                // A type change: the old one goes first, then the new is stored.
+                b.delete(rel, p.kind == EntryKind::Dir)?;
+            } else if ie.kind == EntryKind::Dir {
+                // Stored in every archive; listed as before when it is the same.
+                if same_entry(&p, &ie) {
+                    listed_from = from;
+                }
+            } else if !first_stored {
+                if xattrs.is_none() {
+                    // Its inode did not change since the listing was made.
+                    ie.xattrs = p.xattrs.clone();
+                }
+                let same_content = || {
+                    !b.checksum
                         || ie.kind != EntryKind::File
-                        || crate::gzip::sha256_file(full).ok() == p.sha256;
-                    if same_content {
-                        ie.sha256 = p.sha256.clone();
-                        ie.sparse = p.sparse;
-                        if ie.kind == EntryKind::File && meta.nlink() > 1 {
-                            self.hardlinks.insert(inode, rel.to_vec());
-                        }
-                        b.counts.unchanged += 1;
-                        return b.list(ie);
+                        || crate::gzip::sha256_file(full).ok() == p.sha256
+                };
+                if same_entry(&p, &ie) && same_content() {
+                    ie.sha256 = p.sha256.clone();
+                    ie.sparse = p.sparse;
+                    if ie.kind == EntryKind::File && meta.nlink() > 1 {
+                        self.hardlinks.insert(inode, rel.to_vec());
                     }
+                    b.counts.unchanged += 1;
+                    return b.list(ie, from);
                 }
             }
+            prev = Some(p);
         }
 
+        // Stored: its own extended attributes, never the listing's.
+        let xattrs = match xattrs {
+            Some(x) => x,
+            None => {
+                let x = xattrs_of(full);
+                ie.xattrs = x.iter().map(|(k, v)| (k.clone(), hex(v))).collect();
+                x
+            }
+        };
         let name = archive_name(rel, ft.is_dir());
         let mut pax = Vec::new();
         if meta.mtime_nsec() != 0 || meta.mtime() < 0 {
@@ -914,7 +917,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             } else {
                 b.counts.added += 1;
             }
-            b.list(ie)?;
+            b.list(ie, listed_from)?;
         }
         Ok(())
     }
@@ -1248,6 +1251,7 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
                 tar_bytes,
                 changes,
                 listing,
+                walk_started: self.walk_started.unwrap_or_else(std::time::SystemTime::now),
             },
         ))
     }
@@ -1836,10 +1840,115 @@ mod tests {
     }
 
     #[test]
+    fn ctime_threshold_keeps_a_margin_and_gives_up_when_the_clock_went_back() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let started = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ns = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+        assert_eq!(
+            ctime_threshold(started, started + Duration::from_secs(86_400)),
+            Some(ns(started - CTIME_MARGIN))
+        );
+        assert_eq!(
+            ctime_threshold(started, started),
+            Some(ns(started - CTIME_MARGIN))
+        );
+        assert_eq!(
+            ctime_threshold(started, started - Duration::from_nanos(1)),
+            None
+        );
+        assert_eq!(
+            ctime_threshold(UNIX_EPOCH, UNIX_EPOCH),
+            None,
+            "before the epoch"
+        );
+    }
+
+    /// Archive `root` against the listing `prev` (none: a base) into
+    /// `dir/NAME.*`; returns the listing written and the index entries.
+    fn increment(
+        root: &Path,
+        dir: &Path,
+        name: &str,
+        prev: Option<&Path>,
+        unchanged_before: Option<i64>,
+    ) -> (PathBuf, Vec<IndexEntry>, ChangeCounts) {
+        let listing = dir.join(format!("{name}.listing.gz"));
+        let index = dir.join(format!("{name}.index.gz"));
+        let baseline = Baseline::new(
+            prev.map(|p| ListingReader::open(p).unwrap()),
+            Box::new(File::create(&listing).unwrap()),
+            Box::new(File::create(dir.join(format!("{name}.deleted"))).unwrap()),
+            false,
+        )
+        .unwrap()
+        .xattrs_unchanged_before(unchanged_before);
+        let arch = Archiver::new(
+            root,
+            File::create(dir.join(format!("{name}.tar.gz"))).unwrap(),
+            File::create(&index).unwrap(),
+            GzOptions {
+                level: 1,
+                threads: 1,
+                adaptive: false,
+            },
+            Box::new(|w| panic!("{w:?}")),
+        )
+        .with_baseline(baseline);
+        let (_, _, stats) = arch.archive_all().unwrap();
+        let stored = crate::index::IndexReader::open(&index)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        (listing, stored, stats.changes.unwrap())
+    }
+
+    #[test]
+    fn xattrs_are_read_again_only_for_inodes_changed_since_the_threshold() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("vol");
+        std::fs::create_dir(&root).unwrap();
+        let file = root.join("a.txt");
+        std::fs::write(&file, b"same bytes").unwrap();
+        if xattr::set(&file, "user.tag", b"one").is_err() {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        let (base, _, _) = increment(&root, d.path(), "base", None, None);
+        xattr::set(&file, "user.tag", b"two").unwrap();
+        let stored_names =
+            |v: &[IndexEntry]| -> Vec<String> { v.iter().map(|e| e.path.display()).collect() };
+        // The threshold after the change (as if the inode were older than
+        // the listing): the listing's attributes are kept, nothing stored
+        // but the root directory.
+        let later = i64::MAX;
+        let (kept, stored, c) = increment(&root, d.path(), "trusted", Some(&base), Some(later));
+        assert_eq!(stored_names(&stored), ["."]);
+        assert_eq!(c.unchanged, 1);
+        let listed: Vec<IndexEntry> = ListingReader::open(&kept)
+            .unwrap()
+            .map(|e| e.unwrap().0)
+            .collect();
+        assert_eq!(
+            listed[1].xattrs.get("user.tag").map(String::as_str),
+            Some("6f6e65")
+        );
+        // The threshold before the change (what tb-incr gives: a minute
+        // before the previous walk): read, changed, stored with the new value.
+        let (_, stored, c) = increment(&root, d.path(), "read", Some(&base), Some(0));
+        assert_eq!(stored_names(&stored), [".", "a.txt"]);
+        assert_eq!(c.changed, 1);
+        assert_eq!(
+            stored[1].xattrs.get("user.tag").map(String::as_str),
+            Some("74776f")
+        );
+    }
+
+    #[test]
     fn a_tree_deeper_than_the_open_directories_is_walked_whole() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("vol");
         let mut at = root.clone();
+        use crate::walk::OPEN_DEPTH;
         for i in 0..OPEN_DEPTH + 5 {
             at.push(if i % 2 == 0 { "d" } else { "e" });
             std::fs::create_dir_all(&at).unwrap();

@@ -920,6 +920,7 @@ mod tests {
             changed: 0,
             unchanged: 0,
             deleted: 0,
+            walk_started_at: None,
         });
         std::fs::write(dir.join(MANIFEST), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
         dir

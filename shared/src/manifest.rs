@@ -235,6 +235,11 @@ pub struct ChainInfo {
     pub unchanged: u64,
     /// Paths deleted since the parent (in `deleted.nul`).
     pub deleted: u64,
+    /// RFC 3339 time (nanoseconds) at which the walk of the tree for the
+    /// listing began: the next point reads the extended attributes only of
+    /// entries whose inode changed since shortly before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_started_at: Option<String>,
 }
 
 /// A verification verdict.

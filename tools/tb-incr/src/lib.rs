@@ -35,7 +35,7 @@ use tb_shared::docker::Docker;
 use tb_shared::error::{Cause, Failure};
 use tb_shared::exit::Outcome;
 use tb_shared::gzip::sha256_file;
-use tb_shared::index::IndexReader;
+use tb_shared::listing::ListingReader;
 use tb_shared::manifest::{ChainInfo, FileEntry, Manifest, Verification, VolumeInfo};
 use tb_shared::naming::{BackupName, Kind, Precision, TEMP_PREFIX};
 use tb_shared::record::{Record, Reporter, now_rfc3339, path_value};
@@ -64,7 +64,10 @@ the parent point and its manifest's sha256).
 \"Changed\" is decided from type, size, mtime (nanoseconds), mode, owner,
 link target, device numbers and xattrs, never from inode or device
 numbers: a volume moved or copied elsewhere continues its chain.
---checksum also compares the contents of files whose metadata is the same.
+Extended attributes are read again only for entries whose ctime is newer
+than a minute before the previous walk (setting one changes the ctime).
+--checksum also compares the contents of files whose metadata is the same,
+and reads every entry's extended attributes.
 
 A new base is made on the first run, with --full, when the chain's base is
 older than --max-chain-days, and when the chain cannot be continued safely
@@ -144,6 +147,8 @@ struct Parent {
     /// The point whose listing is compared (the parent itself, or for a
     /// differential point the base).
     listing: PathBuf,
+    /// When the walk that made that listing began, if its manifest says.
+    listing_walk_started: Option<std::time::SystemTime>,
     chain: String,
 }
 
@@ -199,13 +204,20 @@ fn decide(
         ));
     }
     let chain = base.point.id();
-    let (parent, listing) = match args.mode {
-        Mode::Incremental => (newest.clone(), newest.point.file(LISTING)),
-        Mode::Differential => (base.clone(), base.point.file(LISTING)),
+    let (parent, listed_by) = match args.mode {
+        Mode::Incremental => (newest.clone(), newest),
+        Mode::Differential => (base.clone(), base),
     };
+    let listing_walk_started = listed_by
+        .manifest
+        .as_ref()
+        .and_then(|m| m.chain.as_ref()?.walk_started_at.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(std::time::SystemTime::from);
     Decision::Continue(Box::new(Parent {
         check: parent,
-        listing,
+        listing: listed_by.point.file(LISTING),
+        listing_walk_started,
         chain,
     }))
 }
@@ -352,11 +364,14 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     let lfile = private_file(&listing_path)?;
     let dfile = private_file(&deleted_path)?;
 
-    let prev_listing = match &decision {
-        Decision::Continue(p) => Some(IndexReader::open(&p.listing)?),
-        Decision::Base(_) => None,
+    let (prev_listing, listing_walk_started) = match &decision {
+        Decision::Continue(p) => (
+            Some(ListingReader::open(&p.listing)?),
+            p.listing_walk_started,
+        ),
+        Decision::Base(_) => (None, None),
     };
-    let baseline = Baseline::new(
+    let mut baseline = Baseline::new(
         prev_listing,
         Box::new(BufWriter::new(
             lfile
@@ -370,6 +385,9 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         )),
         args.checksum,
     )?;
+    if let Some(t) = listing_walk_started {
+        baseline = baseline.listing_walk_started(t);
+    }
 
     let stopped = stop_containers(&args.src, &docker, Some(&chain_dir), rep)?;
     let stopped_names: Vec<String> = stopped
@@ -529,6 +547,10 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         changed: changes.changed,
         unchanged: changes.unchanged,
         deleted: changes.deleted,
+        walk_started_at: Some(
+            chrono::DateTime::<chrono::Utc>::from(stats.walk_started)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+        ),
     });
     manifest.verified = Some(Verification {
         at: finished,
@@ -584,6 +606,8 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
         .with("unchanged", changes.unchanged)
         .with("deleted", changes.deleted)
         .with("file_bytes", c.file_bytes)
+        .with("listing_members_copied", listing.copied_members)
+        .with("listing_members_written", listing.new_members)
         .with("check_ms", check_ms)
         .with("archive_ms", archive_ms)
         .with("consistent", consistent)

@@ -868,6 +868,65 @@ fn full_forces_a_base_and_a_young_base_is_continued_under_max_chain_days() {
 }
 
 #[test]
+fn a_no_change_increment_copies_the_listing_and_a_change_rewrites_only_its_members() {
+    let sb = Sandbox::new();
+    let dir = sb.join("chains");
+    let vol = Vol::new(&sb.join("vol"));
+    // 12 directories of 40 files: a listing of many gzip members.
+    for d in 0..12 {
+        let sub = format!("d{d:02}");
+        vol.mkdir(sub.as_bytes());
+        for f in 0..40 {
+            let rel = format!("{sub}/file-{f:03}.txt");
+            vol.write(rel.as_bytes(), rel.as_bytes(), day_ns(0, f));
+        }
+    }
+    let base = backup_ok(&vol.root, &dir, &[]);
+    let members = base.written()["listing_members_written"].as_u64().unwrap();
+    assert!(members >= 4, "{:#}", base.written());
+    assert_eq!(base.written()["listing_members_copied"], 0);
+
+    let same = backup_ok(&vol.root, &dir, &[]);
+    let w = same.written();
+    assert_eq!(w["unchanged"], 480, "{w:#}");
+    assert_eq!(
+        (
+            w["listing_members_copied"].as_u64(),
+            w["listing_members_written"].as_u64()
+        ),
+        (Some(members), Some(0)),
+        "{w:#}"
+    );
+    let listing = |p: &Path| std::fs::read(p.join("listing.jsonl.gz")).unwrap();
+    assert_eq!(
+        listing(&same.point()),
+        listing(&base.point()),
+        "the same bytes"
+    );
+
+    // One file edited in the last directory: only the members holding it
+    // (and its directory, whose entry is the same) are written again.
+    vol.write(b"d11/file-039.txt", b"edited", day_ns(1, 0));
+    let edit = backup_ok(&vol.root, &dir, &[]);
+    let w = edit.written();
+    assert_eq!(
+        (&w["changed"], &w["unchanged"]),
+        (&Value::from(1), &Value::from(479))
+    );
+    let written = w["listing_members_written"].as_u64().unwrap();
+    assert!((1..=2).contains(&written), "{w:#}");
+    assert_eq!(
+        w["listing_members_copied"].as_u64().unwrap() + written,
+        members,
+        "{w:#}"
+    );
+    // And the chain restores to exactly the tree.
+    let t = sb.join("t");
+    restore_ok(&dir, &edit.point(), false, &t);
+    assert_eq!(tree_listing(&t), tree_listing(&vol.root));
+}
+
+#[test]
 fn the_written_record_counts_a_known_change_set() {
     let sb = Sandbox::new();
     let dir = sb.join("chains");
