@@ -46,7 +46,9 @@ use sha2::{Digest, Sha256};
 use crate::gzip::{GzOptions, GzStats, Hint, ParGzWriter, deflate_chunk, hex};
 use crate::index::{EntryKind, IndexEntry, IndexWriter, RawName};
 use crate::listing::{Listed, ListingReader, ListingWriter, MemberPos, Written};
-use crate::walk::{Step, Walk, XattrRead, Xattrs, xattrs_of};
+use crate::walk::{
+    Step, Walk, XattrRead, Xattrs, out_of_resources, skipped_xattrs_warning, xattrs_of,
+};
 
 const BLOCK: u64 = 512;
 const PIECE: usize = 1 << 20;
@@ -149,6 +151,17 @@ pub struct Baseline {
     counts: ChangeCounts,
 }
 
+/// The previous point's listing could not be read to its end: a run that
+/// compares with it fails with this (in its chain of causes).
+#[derive(Debug, Clone, Copy)]
+pub struct ListingDamaged;
+
+impl std::fmt::Display for ListingDamaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the previous point's listing is damaged")
+    }
+}
+
 /// How long before the previous walk began an inode must have last changed
 /// for its extended attributes to be taken from that walk's listing rather
 /// than read: far more than the kernel's coarse clock lags (a few ms), so
@@ -223,7 +236,7 @@ impl Baseline {
                 Some(Err(_)) => {
                     let e = prev.next().map(|r| r.err());
                     let e = e.flatten().unwrap_or_else(|| anyhow::anyhow!("unreadable"));
-                    return Err(e.context("the previous point's listing is damaged"));
+                    return Err(e.context(ListingDamaged));
                 }
                 Some(Ok((p, _))) => walk_cmp(&p.path.bytes(), rel),
             };
@@ -272,7 +285,7 @@ impl Baseline {
             match prev.next() {
                 None => break,
                 Some(Ok((p, _))) => self.delete(&p.path.to_bytes(), p.kind == EntryKind::Dir)?,
-                Some(Err(e)) => return Err(e.context("the previous point's listing is damaged")),
+                Some(Err(e)) => return Err(e.context(ListingDamaged)),
             }
         }
         let written = self.listing.finish().context("cannot write the listing")?;
@@ -686,7 +699,11 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let meta = std::fs::metadata(&root)
             .with_context(|| format!("cannot read '{}'", root.display()))?;
         anyhow::ensure!(meta.is_dir(), "'{}' is not a directory", root.display());
-        self.entry(b".", &root, &meta, Some(xattrs_of(&root)))?;
+        let (xattrs, skipped) = xattrs_of(&root);
+        if skipped > 0 {
+            self.warning(b".", skipped_xattrs_warning(skipped));
+        }
+        self.entry(b".", &root, &meta, Some(xattrs))?;
         let read = match &self.baseline {
             Some(b) if !b.checksum => b
                 .xattrs_unchanged_before
@@ -696,7 +713,12 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let walk = Walk::spawn(&root, read).context("cannot start a thread")?;
         for step in walk {
             match step? {
-                Step::Entry(f) => self.entry(&f.rel, &f.full, &f.meta, f.xattrs)?,
+                Step::Entry(f) => {
+                    if f.xattrs_skipped > 0 {
+                        self.warning(&f.rel, skipped_xattrs_warning(f.xattrs_skipped));
+                    }
+                    self.entry(&f.rel, &f.full, &f.meta, f.xattrs)?
+                }
                 Step::Warning(rel, message) => self.warning(&rel, message),
             }
         }
@@ -832,7 +854,10 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
         let xattrs = match xattrs {
             Some(x) => x,
             None => {
-                let x = xattrs_of(full);
+                let (x, skipped) = xattrs_of(full);
+                if skipped > 0 {
+                    self.warning(rel, skipped_xattrs_warning(skipped));
+                }
                 ie.xattrs = x.iter().map(|(k, v)| (k.clone(), hex(v))).collect();
                 x
             }
@@ -1018,6 +1043,14 @@ impl<W: Write + Send + 'static, I: Write> Archiver<W, I> {
             });
         let mut f = match opened {
             Ok(f) => f,
+            Err(e) if out_of_resources(&e) => {
+                // Not about the file: leaving it out would record it as
+                // deleted in an increment.
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot open '{}'; the run stops rather than leave it out",
+                    full.display()
+                )));
+            }
             Err(e) => {
                 self.warning(rel, format!("cannot open: {e}; not in the archive"));
                 return Err(anyhow::Error::new(SkipEntry));
@@ -1940,6 +1973,67 @@ mod tests {
         assert_eq!(
             stored[1].xattrs.get("user.tag").map(String::as_str),
             Some("74776f")
+        );
+    }
+
+    #[test]
+    fn xattrs_of_entries_under_a_moved_directory_are_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("vol");
+        for dir in ["s/d1", "s/d2", "keep"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        // Same size, mtime, mode and owner: only the xattrs tell them apart.
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for (f, tag) in [("s/d1/f", "one"), ("s/d2/f", "two"), ("keep/g", "k")] {
+            let p = root.join(f);
+            std::fs::write(&p, b"same").unwrap();
+            if xattr::set(&p, "user.tag", tag.as_bytes()).is_err() {
+                eprintln!("SKIP: no user xattrs on this filesystem");
+                return;
+            }
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+        let (base, _, _) = increment(&root, d.path(), "base", None, None);
+        // Changed before the threshold (as if before the previous walk):
+        // the listing's value stands for it, not read.
+        xattr::set(root.join("keep/g"), "user.tag", b"k2").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // s/d1 and s/d2 swapped: their files keep their ctimes, the
+        // directories' (and s's, but not the root's) change.
+        std::fs::rename(root.join("s/d1"), root.join("s/tmp")).unwrap();
+        std::fs::rename(root.join("s/d2"), root.join("s/d1")).unwrap();
+        std::fs::rename(root.join("s/tmp"), root.join("s/d2")).unwrap();
+        let (listing, stored, c) = increment(&root, d.path(), "swap", Some(&base), Some(t));
+        let names: Vec<String> = stored.iter().map(|e| e.path.display()).collect();
+        assert_eq!(
+            names,
+            [".", "keep", "s", "s/d1", "s/d1/f", "s/d2", "s/d2/f"]
+        );
+        assert_eq!(c.changed, 2);
+        let tag = |rel: &str| -> Option<String> {
+            ListingReader::open(&listing)
+                .unwrap()
+                .map(|e| e.unwrap().0)
+                .find(|e| e.path.display() == rel)
+                .and_then(|e| e.xattrs.get("user.tag").cloned())
+        };
+        assert_eq!(tag("s/d1/f").as_deref(), Some("74776f"), "two");
+        assert_eq!(tag("s/d2/f").as_deref(), Some("6f6e65"), "one");
+        assert_eq!(
+            tag("keep/g").as_deref(),
+            Some("6b"),
+            "the listing's, not read"
         );
     }
 

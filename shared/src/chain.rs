@@ -261,6 +261,8 @@ pub struct VerifyCache {
     live: std::collections::BTreeSet<String>,
     hashed: u64,
     trusted: u64,
+    /// Entries were dropped by [`VerifyCache::forget`].
+    forgot: bool,
 }
 
 impl VerifyCache {
@@ -350,11 +352,19 @@ impl VerifyCache {
         true
     }
 
-    /// Whether there is anything to save: files hashed or recorded since
-    /// the cache was read (entries of points gone alone are not worth a
-    /// write).
+    /// Forget what is cached of `point`'s files: the next check reads them
+    /// all (a file found damaged although its attributes did not change).
+    pub fn forget(&mut self, point: &str) {
+        let prefix = format!("{point}/");
+        self.entries.retain(|k, _| !k.starts_with(&prefix));
+        self.forgot = true;
+    }
+
+    /// Whether there is anything to save: files hashed, recorded or
+    /// forgotten since the cache was read (entries of points gone alone
+    /// are not worth a write).
     pub fn has_news(&self) -> bool {
-        self.kept().any(|(k, v)| self.known.get(k) != Some(v))
+        self.forgot || self.kept().any(|(k, v)| self.known.get(k) != Some(v))
     }
 
     /// The entries to keep: those of the points checked or recorded.

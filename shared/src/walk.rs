@@ -21,9 +21,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
 
-/// Directory levels kept open during a walk (one descriptor each); deeper
-/// ones are looked up by their whole path.
-pub const OPEN_DEPTH: usize = 64;
+/// Directory levels kept open during a walk (one descriptor each), shared
+/// among its threads; deeper ones are looked up by their whole path.
+pub const OPEN_DEPTH: usize = 128;
 /// Steps passed to the archiver at a time.
 const BATCH: usize = 256;
 
@@ -35,9 +35,14 @@ pub type Xattrs = Vec<(String, Vec<u8>)>;
 pub enum XattrRead {
     /// Every entry's.
     All,
-    /// Only those of directories and of entries whose inode changed (ctime, nanoseconds since
-    /// the epoch) at or after this time; for the others the archiver may
-    /// take them from a listing made after it (or reads them itself).
+    /// Only those of directories and of entries that changed (ctime,
+    /// nanoseconds since the epoch) at or after this time or are under a
+    /// directory that did: for the others the archiver may take them from
+    /// a listing made after it (or reads them itself). An entry can only
+    /// come to a path by a change to it (a rename or a new link changes
+    /// its ctime) or to a directory on the way (which changes that
+    /// directory's), so an entry and directories all older than that time
+    /// are the very inode the listing saw there.
     ChangedSince(i64),
 }
 
@@ -53,9 +58,13 @@ pub struct Found {
     /// Its extended attributes, unless [`XattrRead::ChangedSince`] left
     /// them unread.
     pub xattrs: Option<Xattrs>,
+    /// Extended attributes left out (their names are not UTF-8).
+    pub xattrs_skipped: usize,
 }
 
 /// One step of the walk.
+// Nearly every step is an entry: boxing it would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Step {
     /// An entry, in archive order.
@@ -66,20 +75,40 @@ pub enum Step {
 }
 
 /// The extended attributes of `path` (not following a symlink), sorted;
-/// none when they cannot be read.
-pub fn xattrs_of(path: &Path) -> Xattrs {
+/// none when they cannot be read. Also how many there were whose name is
+/// not UTF-8 (the index cannot hold them: left out, the caller warns).
+pub fn xattrs_of(path: &Path) -> (Xattrs, usize) {
     let Ok(names) = xattr::list(path) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
+    let mut skipped = 0;
     let mut out: Xattrs = names
         .filter_map(|n| {
-            let key = n.to_str()?.to_string();
+            let Some(key) = n.to_str() else {
+                skipped += 1;
+                return None;
+            };
             let v = xattr::get(path, &n).ok().flatten()?;
-            Some((key, v))
+            Some((key.to_string(), v))
         })
         .collect();
     out.sort();
-    out
+    (out, skipped)
+}
+
+/// The warning for an entry with extended attributes that cannot be kept.
+pub fn skipped_xattrs_warning(n: usize) -> String {
+    format!("has {n} extended attribute(s) whose name is not UTF-8: not in the archive")
+}
+
+/// Whether an error is the system running out of something (descriptors,
+/// memory) rather than something about the entry: the run must stop, not
+/// leave the entry out.
+pub fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOMEM | nix::libc::ENOBUFS)
+    )
 }
 
 /// Nanoseconds since the epoch of a change time.
@@ -114,6 +143,9 @@ struct Shared {
     /// Walking threads running, and how many may.
     live: AtomicUsize,
     most: usize,
+    /// Directory levels each thread may keep open (its share of
+    /// [`OPEN_DEPTH`]).
+    open_levels: usize,
 }
 
 impl Shared {
@@ -135,13 +167,18 @@ impl Drop for Slot {
     }
 }
 
-/// Walk `dir` in a new thread, which holds a slot already taken.
-fn spawn_stream(
-    shared: Arc<Shared>,
+/// Where a walk of a directory starts.
+struct At {
     dir: PathBuf,
     rel: Vec<u8>,
-    depth: usize,
-) -> io::Result<Stream> {
+    /// Directories above it left open by this thread.
+    open: usize,
+    /// It and every directory above it are older than the xattr threshold.
+    settled: bool,
+}
+
+/// Walk `at` in a new thread, which holds a slot already taken.
+fn spawn_stream(shared: Arc<Shared>, at: At) -> io::Result<Stream> {
     let (tx, rx) = sync_channel(STREAM_STEPS / BATCH);
     let slot = Slot(shared.clone());
     let thread = std::thread::Builder::new()
@@ -153,9 +190,11 @@ fn spawn_stream(
                 batch: Vec::with_capacity(BATCH),
                 shared,
             };
-            if sink.walk_dir(&dir, &rel, depth).is_ok() {
-                let _ = sink.flush();
-            }
+            // Whatever ended the walk, what was found is sent: an error
+            // step among it (a failure must not pass for the end of the
+            // subtree). When the archiver stopped listening, nothing is.
+            let _ = sink.walk_dir(at);
+            let _ = sink.flush();
         })?;
     Ok(Stream {
         rx,
@@ -205,35 +244,56 @@ impl Sink {
         self.push(Out::Step(Ok(Step::Warning(rel, message))))
     }
 
-    fn walk_dir(&mut self, dir: &Path, rel: &[u8], depth: usize) -> Result<(), Gone> {
+    /// Stop the walk: the run fails (the error is sent with what was
+    /// found before it).
+    fn fail(&mut self, e: anyhow::Error) -> Result<(), Gone> {
+        self.push(Out::Step(Err(e)))?;
+        self.flush()?;
+        Err(Gone)
+    }
+
+    fn walk_dir(&mut self, at: At) -> Result<(), Gone> {
+        let At {
+            dir,
+            rel,
+            open,
+            settled,
+        } = at;
         if let Err(e) = crate::signals::check() {
-            self.push(Out::Step(Err(e)))?;
-            return Err(Gone);
+            return self.fail(e);
         }
         let mut entries: Vec<(std::ffi::OsString, Option<std::fs::DirEntry>)> =
-            match std::fs::read_dir(dir) {
+            match std::fs::read_dir(&dir) {
                 Ok(rd) => rd
                     .filter_map(|e| e.ok().map(|e| (e.file_name(), Some(e))))
                     .collect(),
+                Err(e) if out_of_resources(&e) => {
+                    return self.fail(anyhow::anyhow!(
+                        "cannot read directory '{}': {e}; the run stops rather than leave it out",
+                        dir.display()
+                    ));
+                }
                 Err(e) => {
                     return self.warn(
-                        rel.to_vec(),
+                        rel,
                         format!("cannot read directory: {e}; its contents are not in the archive"),
                     );
                 }
             };
         // The entries keep the directory open, so that each is looked up in
-        // it rather than by its whole path again; past OPEN_DEPTH levels they
-        // are dropped (closing it) and looked up by path, so that a very
-        // deep tree cannot run out of file descriptors.
-        if depth >= OPEN_DEPTH {
+        // it rather than by its whole path again; past its share of
+        // OPEN_DEPTH levels a thread drops them (closing it) and looks them
+        // up by path, so that a very deep tree cannot run out of file
+        // descriptors, whatever the number of threads.
+        let kept_open = open < self.shared.open_levels;
+        if !kept_open {
             entries.iter_mut().for_each(|e| e.1 = None);
         }
         entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (name, dirent) in entries {
             let full = dir.join(&name);
             let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
-            child.extend_from_slice(rel);
+            child.extend_from_slice(&rel);
             if !child.is_empty() {
                 child.push(b'/');
             }
@@ -250,42 +310,62 @@ impl Sink {
                     self.warn(child, "vanished while the archive was made".into())?;
                     continue;
                 }
+                Err(e) if out_of_resources(&e) => {
+                    return self.fail(anyhow::anyhow!(
+                        "cannot read '{}': {e}; the run stops rather than leave it out",
+                        full.display()
+                    ));
+                }
                 Err(e) => {
                     self.warn(child, format!("cannot read: {e}; not in the archive"))?;
                     continue;
                 }
             };
-            let xattrs = match self.shared.xattrs {
-                // Directories are stored in every archive: always read.
-                XattrRead::ChangedSince(t) if !meta.is_dir() && ctime_ns(&meta) < t => None,
-                _ => Some(xattrs_of(&full)),
+            let is_dir = meta.is_dir();
+            let (settled_here, xattrs) = match self.shared.xattrs {
+                XattrRead::ChangedSince(t) => {
+                    let old = settled && ctime_ns(&meta) < t;
+                    // Directories are stored in every archive: always read.
+                    (old, (is_dir || !old).then(|| xattrs_of(&full)))
+                }
+                XattrRead::All => (false, Some(xattrs_of(&full))),
             };
-            if !meta.is_dir() {
-                self.push(Out::Step(Ok(Step::Entry(Found {
-                    rel: child,
-                    full,
-                    meta,
-                    xattrs,
-                }))))?;
-                continue;
-            }
-            let (sub, sub_rel) = (full.clone(), child.clone());
+            let (xattrs, xattrs_skipped) = match xattrs {
+                Some((x, skipped)) => (Some(x), skipped),
+                None => (None, 0),
+            };
+            let sub = is_dir.then(|| At {
+                dir: full.clone(),
+                rel: child.clone(),
+                open: open + 1,
+                settled: settled_here,
+            });
             self.push(Out::Step(Ok(Step::Entry(Found {
                 rel: child,
                 full,
                 meta,
                 xattrs,
+                xattrs_skipped,
             }))))?;
+            let Some(mut sub) = sub else { continue };
             // Another thread when one may start (if it cannot, the slot
             // came back with the failed spawn: walked here).
-            if self.shared.take_slot()
-                && let Ok(s) =
-                    spawn_stream(self.shared.clone(), sub.clone(), sub_rel.clone(), depth + 1)
-            {
-                self.push(Out::Splice(s))?;
-                continue;
+            if self.shared.take_slot() {
+                let theirs = At {
+                    dir: sub.dir.clone(),
+                    rel: sub.rel.clone(),
+                    open: 0,
+                    settled: sub.settled,
+                };
+                if let Ok(s) = spawn_stream(self.shared.clone(), theirs) {
+                    self.push(Out::Splice(s))?;
+                    continue;
+                }
             }
-            self.walk_dir(&sub, &sub_rel, depth + 1)?;
+            if !kept_open {
+                sub.open = open;
+            }
+            self.walk_dir(sub)?;
         }
         Ok(())
     }
@@ -302,8 +382,22 @@ impl Walk {
             xattrs,
             live: AtomicUsize::new(1),
             most,
+            open_levels: (OPEN_DEPTH / most).max(1),
         });
-        let root = spawn_stream(shared, root.to_path_buf(), Vec::new(), 0)?;
+        // The root counts as a directory on the way to every entry.
+        let settled = match xattrs {
+            XattrRead::ChangedSince(t) => {
+                std::fs::symlink_metadata(root).is_ok_and(|m| ctime_ns(&m) < t)
+            }
+            XattrRead::All => false,
+        };
+        let at = At {
+            dir: root.to_path_buf(),
+            rel: Vec::new(),
+            open: 0,
+            settled,
+        };
+        let root = spawn_stream(shared, at)?;
         Ok(Walk { stack: vec![root] })
     }
 }

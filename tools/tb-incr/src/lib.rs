@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{Local, NaiveDateTime};
 use clap::{Parser, ValueEnum};
 
-use tb_shared::archive::{Archiver, Baseline, verify_archive};
+use tb_shared::archive::{Archiver, Baseline, ListingDamaged, verify_archive};
 use tb_shared::atomic::{ensure_dir, fsync_dir, rename_noreplace};
 use tb_shared::chain::{self, DELETED, INDEX, LISTING, MANIFEST, Point, PointCheck, VerifyCache};
 use tb_shared::cli::{Common, ToolArgs};
@@ -64,8 +64,8 @@ the parent point and its manifest's sha256).
 \"Changed\" is decided from type, size, mtime (nanoseconds), mode, owner,
 link target, device numbers and xattrs, never from inode or device
 numbers: a volume moved or copied elsewhere continues its chain.
-Extended attributes are read again only for entries whose ctime is newer
-than a minute before the previous walk (setting one changes the ctime).
+Extended attributes are read again only where the entry or a directory
+above it changed (ctime) since a minute before the previous walk.
 --checksum also compares the contents of files whose metadata is the same,
 and reads every entry's extended attributes.
 
@@ -147,6 +147,8 @@ struct Parent {
     /// The point whose listing is compared (the parent itself, or for a
     /// differential point the base).
     listing: PathBuf,
+    /// The point of that listing.
+    listing_point: String,
     /// When the walk that made that listing began, if its manifest says.
     listing_walk_started: Option<std::time::SystemTime>,
     chain: String,
@@ -217,6 +219,7 @@ fn decide(
     Decision::Continue(Box::new(Parent {
         check: parent,
         listing: listed_by.point.file(LISTING),
+        listing_point: listed_by.point.id(),
         listing_walk_started,
         chain,
     }))
@@ -411,6 +414,20 @@ pub fn run(args: Args, rep: &mut Reporter) -> Result<Outcome> {
     .with_baseline(baseline);
     let result = arch.archive_all();
     let restart_failed = restart(stopped, rep);
+    let result = result.map_err(|e| match (&decision, e.downcast_ref::<ListingDamaged>()) {
+        (Decision::Continue(p), Some(_)) => {
+            // Damaged although the cache vouched for it (its attributes did
+            // not change): the next run reads every file again, finds the
+            // damage and starts a new base instead of failing again.
+            cache.forget(&p.listing_point);
+            save_cache(&mut cache, rep);
+            e.context(format!(
+                "'{}' was damaged after it was checked; the next run checks the whole chain again and starts a new base",
+                p.listing.display()
+            ))
+        }
+        _ => e,
+    });
     let (_, index_w, stats) = result.map_err(|e| write_error(e, &dest))?;
     index_w
         .into_inner()

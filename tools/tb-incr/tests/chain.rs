@@ -794,6 +794,52 @@ fn a_corrupted_increment_is_refused_and_the_points_before_it_still_restore() {
 }
 
 #[test]
+fn a_listing_damaged_behind_the_verification_cache_fails_once_then_a_new_base_is_made() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    let (vol, dir, points, _) = four_points(&sb);
+    let newest = &points[3];
+    let listing = newest.join("listing.jsonl.gz");
+    let mut bytes = std::fs::read(&listing).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&listing, &bytes).unwrap();
+    // Bit rot that changes no attribute: the cache is made to vouch for
+    // the damaged file, as it would for one rotted in place.
+    let cache_path = dir.join(LABEL).join(".tb-verified.json");
+    let mut cache: Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    let m = std::fs::metadata(&listing).unwrap();
+    let key = format!("{}/listing.jsonl.gz", id(newest));
+    let entry = &mut cache["files"][&key];
+    assert!(entry.is_object(), "{cache:#}");
+    entry["size"] = m.len().into();
+    entry["mtime_ns"] = (m.mtime() * 1_000_000_000 + m.mtime_nsec()).into();
+    entry["ctime_ns"] = (m.ctime() * 1_000_000_000 + m.ctime_nsec()).into();
+    entry["inode"] = m.ino().into();
+    entry["device"] = m.dev().into();
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+
+    let before = chain_files(&dir.join(LABEL));
+    let out = backup(&vol.root, &dir, &[]);
+    assert_eq!(out.code, 2, "{}\n{:#?}", out.stderr, out.recs);
+    let msg = out.error()["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("damaged after it was checked")
+            && msg.contains("the next run checks the whole chain again"),
+        "{msg}"
+    );
+    assert_eq!(
+        chain_files(&dir.join(LABEL)),
+        before,
+        "nothing published, nothing else touched"
+    );
+    assert!(temps(sb.path()).is_empty());
+    // The next run reads the listing again, finds the damage, and starts
+    // a new base instead of failing every night.
+    assert_new_base(&sb, &vol, &dir, newest);
+}
+
+#[test]
 fn a_missing_middle_point_is_refused_and_the_points_before_it_still_restore() {
     let sb = Sandbox::new();
     let (vol, dir, points, snaps) = four_points(&sb);
@@ -924,6 +970,28 @@ fn a_no_change_increment_copies_the_listing_and_a_change_rewrites_only_its_membe
     let t = sb.join("t");
     restore_ok(&dir, &edit.point(), false, &t);
     assert_eq!(tree_listing(&t), tree_listing(&vol.root));
+}
+
+#[test]
+fn an_xattr_whose_name_is_not_utf8_is_warned_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    let dir = sb.join("chains");
+    let vol = Vol::new(&sb.join("vol"));
+    vol.write(b"f.txt", b"f\n", day_ns(0, 1));
+    let name = std::ffi::OsStr::from_bytes(b"user.caf\xe9");
+    if xattr::set(vol.p(b"f.txt"), name, b"1").is_err() {
+        eprintln!("SKIP: no user xattrs here");
+        return;
+    }
+    let out = backup(&vol.root, &dir, &[]);
+    assert_eq!(out.code, 1, "{}\n{:#?}", out.stderr, out.recs);
+    let w = out.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("not UTF-8") && w[0].contains("not in the archive"),
+        "{w:?}"
+    );
 }
 
 #[test]

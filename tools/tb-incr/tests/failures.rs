@@ -165,6 +165,52 @@ fn a_full_disk_publishes_nothing() {
 }
 
 #[test]
+fn running_out_of_file_descriptors_fails_the_run_instead_of_leaving_a_subtree_out() {
+    let sb = Sandbox::new();
+    let dir = sb.join("chains");
+    let (src, before) = earlier(&sb, &dir);
+    // 40 levels, each a directory and a file after it: walking it keeps a
+    // descriptor open per level. One core (one walking thread) and 16
+    // descriptors: opening a directory fails with EMFILE. Left out, the
+    // subtree would be listed as deleted by the increment.
+    let mut p = src.join("deep");
+    for _ in 0..40 {
+        std::fs::create_dir_all(p.join("a")).unwrap();
+        std::fs::write(p.join("b"), b"x").unwrap();
+        p.push("a");
+    }
+    let run = std::process::Command::new("taskset")
+        .args(["-c", "0", "bash", "-c", "ulimit -n 16; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_tb-incr"))
+        .arg("--source")
+        .arg(&src)
+        .args(["--name", LABEL, "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output();
+    let Ok(run) = run else {
+        eprintln!("SKIP: no taskset");
+        return;
+    };
+    let out = Out::of(run);
+    assert_failed_cleanly(&out, &dir, &before, "other", "Too many open files");
+    assert!(
+        out.stderr
+            .contains("the run stops rather than leave it out"),
+        "{}",
+        out.stderr
+    );
+    // With descriptors enough, the same tree is backed up whole.
+    let ok = backup_ok(&src, &dir, &[]);
+    assert_eq!(
+        ok.written()["added"],
+        40,
+        "the 40 files (directories are stored, not counted): {:#}",
+        ok.written()
+    );
+}
+
+#[test]
 fn an_unwritable_destination_publishes_nothing() {
     let sb = Sandbox::new();
     let dir = sb.join("ro");
