@@ -150,6 +150,10 @@ pub struct DumpFacts {
     pub large_objects: u64,
     /// Rows per table, by the name as the dump writes it (`public.users`).
     pub tables: BTreeMap<String, u64>,
+    /// The table of each `COPY … FROM stdin` whose data ended (`\.`), in
+    /// the order of the dump: psql reports one `COPY n` per statement, in
+    /// this order.
+    pub copies: Vec<String>,
     /// Uncompressed bytes seen.
     pub raw_bytes: u64,
     /// Roles the dump's statements name (`OWNER TO`, `GRANT … TO`,
@@ -505,6 +509,7 @@ impl DumpScanner {
         if let Some(copy) = &mut self.copy {
             if done {
                 let copy = self.copy.take().unwrap_or_else(|| unreachable!());
+                self.facts.copies.push(copy.table.clone());
                 *self.tables.entry(copy.table).or_insert(0) += copy.rows;
             } else {
                 copy.rows += 1;
