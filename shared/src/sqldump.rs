@@ -126,6 +126,14 @@ pub struct DumpScanner {
     saw_paren: bool,
     /// Tabs on the current data line.
     line_tabs: u64,
+    /// Something other than blanks was seen on the current line.
+    line_seen: bool,
+    /// The current line starts with a backslash in plain SQL: a psql
+    /// meta-command (allowed only if it is `\restrict`/`\unrestrict`).
+    line_meta: bool,
+    /// `SET standard_conforming_strings = off` is in force: backslashes
+    /// escape in every string, as psql then reads them.
+    scs_off: bool,
     copy: Option<Copy>,
     tables: BTreeMap<String, u64>,
     tail: Vec<u8>,
@@ -150,10 +158,6 @@ pub struct DumpFacts {
     pub large_objects: u64,
     /// Rows per table, by the name as the dump writes it (`public.users`).
     pub tables: BTreeMap<String, u64>,
-    /// The table of each `COPY … FROM stdin` whose data ended (`\.`), in
-    /// the order of the dump: psql reports one `COPY n` per statement, in
-    /// this order.
-    pub copies: Vec<String>,
     /// Uncompressed bytes seen.
     pub raw_bytes: u64,
     /// Roles the dump's statements name (`OWNER TO`, `GRANT … TO`,
@@ -247,6 +251,9 @@ impl DumpScanner {
             parens: 0,
             saw_paren: false,
             line_tabs: 0,
+            line_seen: false,
+            line_meta: false,
+            scs_off: false,
             copy: None,
             tables: BTreeMap::new(),
             tail: Vec::with_capacity(2 * TAIL),
@@ -287,6 +294,9 @@ impl DumpScanner {
                 match end {
                     Some(i) => {
                         self.lex_byte(b'\n');
+                        if self.line_meta {
+                            self.line_meta_end();
+                        }
                         self.end_statement_line();
                         data = &data[i + 1..];
                     }
@@ -323,6 +333,18 @@ impl DumpScanner {
     fn lex_byte(&mut self, b: u8) {
         let prev = self.prev;
         self.prev = b;
+        if b == b'\\' && matches!(self.lex, Lex::Normal | Lex::Dash | Lex::Slash) {
+            // psql runs a backslash command wherever it finds one outside
+            // quotes, also after SQL on the same line.
+            if self.line_seen {
+                self.meta_command(b"a backslash command after SQL on the same line");
+            } else {
+                self.line_meta = true;
+            }
+        }
+        if !b.is_ascii_whitespace() {
+            self.line_seen = true;
+        }
         let lex = std::mem::replace(&mut self.lex, Lex::Normal);
         self.lex = match lex {
             Lex::Normal | Lex::Dash | Lex::Slash => {
@@ -469,7 +491,7 @@ impl DumpScanner {
             b'-' => Lex::Dash,
             b'/' => Lex::Slash,
             b'\'' => Lex::Single {
-                escapes: prev == b'E' || prev == b'e',
+                escapes: prev == b'E' || prev == b'e' || self.scs_off,
                 quote: false,
                 backslash: false,
             },
@@ -500,7 +522,18 @@ impl DumpScanner {
         self.parens = 0;
         self.saw_paren = false;
         self.line_tabs = 0;
+        self.line_seen = false;
+        self.line_meta = false;
         self.line_normal = matches!(self.lex, Lex::Normal);
+    }
+
+    /// Note a psql meta-command (the first few).
+    fn meta_command(&mut self, what: &[u8]) {
+        if self.facts.meta_commands.len() < 5 {
+            self.facts
+                .meta_commands
+                .push(String::from_utf8_lossy(&what[..what.len().min(80)]).into_owned());
+        }
     }
 
     fn end_data_line(&mut self) {
@@ -509,7 +542,6 @@ impl DumpScanner {
         if let Some(copy) = &mut self.copy {
             if done {
                 let copy = self.copy.take().unwrap_or_else(|| unreachable!());
-                self.facts.copies.push(copy.table.clone());
                 *self.tables.entry(copy.table).or_insert(0) += copy.rows;
             } else {
                 copy.rows += 1;
@@ -543,11 +575,6 @@ impl DumpScanner {
                 && start == "COPY "
             {
                 self.start_copy();
-            }
-            if self.line.first() == Some(&b'\\') && self.facts.meta_commands.len() < 5 {
-                self.facts.meta_commands.push(
-                    String::from_utf8_lossy(&self.line[..self.line.len().min(80)]).into_owned(),
-                );
             }
             return;
         };
@@ -587,13 +614,26 @@ impl DumpScanner {
         } else if line.starts_with("SELECT pg_catalog.lo_create(") {
             self.facts.large_objects += 1;
         } else if line.starts_with('\\') {
-            if self.facts.meta_commands.len() < 5 {
-                self.facts
-                    .meta_commands
-                    .push(line.chars().take(80).collect());
-            }
+            // A meta-command: noted when its line ended.
+        } else if line == "SET standard_conforming_strings = off;" {
+            self.scs_off = true;
+        } else if line == "SET standard_conforming_strings = on;" {
+            self.scs_off = false;
         } else {
             requirements(&line, &mut self.facts);
+        }
+    }
+
+    /// A line that began with a backslash ended: a meta-command unless it
+    /// is pg_dump's `\restrict KEY` or `\unrestrict KEY`.
+    fn line_meta_end(&mut self) {
+        let line = self.line.clone();
+        let text = line.trim_ascii();
+        let allowed = [&b"\\restrict "[..], b"\\unrestrict "]
+            .iter()
+            .any(|p| text.starts_with(p) && !text[p.len()..].contains(&b'\\'));
+        if !allowed {
+            self.meta_command(text);
         }
     }
 
@@ -983,6 +1023,32 @@ mod tests {
         );
         let ext: Vec<&str> = facts.extensions.iter().map(String::as_str).collect();
         assert_eq!(ext, vec!["pgcrypto", "uuid-ossp"]);
+    }
+
+    #[test]
+    fn meta_commands_after_sql_or_blanks_and_under_scs_off_are_found() {
+        for (sql, found) in [
+            ("SELECT 1; \\! touch /tmp/x\n", true),
+            ("   \\! touch /tmp/x\n", true),
+            ("SELECT 'a\\b'; SELECT E'\\\\';\n", false),
+            ("SELECT \"we\\ird\";\n-- a comment \\! no\n", false),
+            ("\\restrict abc\nSELECT 1;\n\\unrestrict abc\n", false),
+            ("\\restrict abc \\! touch /tmp/x\n", true),
+            // With standard_conforming_strings off, psql reads 'x\'' as
+            // one string: what follows the second quote is SQL again.
+            (
+                "SET standard_conforming_strings = off;\nSELECT 'x\\'; \\! touch /tmp/x';\n",
+                false,
+            ),
+            (
+                "SET standard_conforming_strings = off;\nSELECT 'x\\''; \\! touch /tmp/x\n",
+                true,
+            ),
+        ] {
+            let mut sc = DumpScanner::new(DumpKind::Database);
+            sc.feed(sql.as_bytes());
+            assert_eq!(sc.has_meta_commands(), found, "{sql}");
+        }
     }
 
     #[test]

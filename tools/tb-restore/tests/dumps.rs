@@ -525,6 +525,28 @@ fn a_dump_with_psql_meta_commands_is_refused_and_none_runs() {
 }
 
 #[test]
+fn a_meta_command_after_sql_on_the_same_line_is_refused_and_does_not_run() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let marker = sb.join("pwned-mid-line");
+    let hostile = edited(&sb, "toybox_20260109_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE SCHEMA game;",
+            &format!(
+                "SELECT 1; \\! touch {}\nCREATE SCHEMA game;",
+                marker.display()
+            ),
+            1,
+        )
+    });
+    let out = restore(pg, &hostile, &["--dbname", "never8"]);
+    failed(&out, "unsafe_archive", "meta-commands");
+    assert!(!marker.exists(), "the shell command ran");
+    assert!(!exists(pg, "never8"));
+    no_temporary_databases(pg, "never8");
+}
+
+#[test]
 fn templates_and_prepared_databases_are_never_replaced_behind_your_back() {
     let pg = Pg::shared();
     let d = dump();
@@ -658,4 +680,90 @@ fn a_flipped_byte_found_while_streaming_leaves_no_database() {
     failed(&out, "damaged", "damaged");
     assert!(!exists(pg, "never8"));
     no_temporary_databases(pg, "never8");
+}
+
+/// A tb-dump of database `db` into `dir`: the dump's path.
+fn tb_dump(pg: &Pg, db: &str, dir: &Path) -> PathBuf {
+    let mut args = vec![
+        "tb-dump".to_string(),
+        "--dbname".into(),
+        db.into(),
+        "--dir".into(),
+        dir.to_string_lossy().into(),
+    ];
+    args.extend(pg.conn_args());
+    let mut rep = Reporter::quiet("tb-dump");
+    let outcome = tb_dump::run(tb_dump::Args::parse_from(args), &mut rep).unwrap();
+    assert_eq!(outcome.code, 0, "{:#?}", rep.records());
+    rep.records()
+        .iter()
+        .find(|r| r["event"] == "written" && r["kind"] == "dump")
+        .map(|r| PathBuf::from(r["path"].as_str().unwrap()))
+        .unwrap()
+}
+
+#[test]
+fn inheritance_children_and_partitions_are_counted_as_the_dump_loads_them() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("inh_src");
+    pg.psql(
+        "inh_src",
+        "CREATE TABLE parent (id int, note text);
+         CREATE TABLE child (extra int) INHERITS (parent);
+         INSERT INTO parent VALUES (1, 'p'), (2, 'p');
+         INSERT INTO child VALUES (3, 'c', 30), (4, 'c', 40), (5, 'c', 50);
+         CREATE TABLE meas (day date, v int) PARTITION BY RANGE (day);
+         CREATE TABLE meas_2026 PARTITION OF meas FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE TABLE meas_2027 PARTITION OF meas FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+         INSERT INTO meas VALUES ('2026-05-01', 1), ('2026-06-01', 2), ('2027-02-01', 3);",
+    );
+    let dumped = tb_dump(pg, "inh_src", sb.path());
+    let out = restore(pg, &dumped, &["--dbname", "inh_dst"]);
+    let recs = records(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{recs:#?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counted: Vec<(String, u64)> = events(&recs, "table")
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().to_string(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("public.child".to_string(), 3),
+            ("public.meas_2026".to_string(), 2),
+            ("public.meas_2027".to_string(), 1),
+            ("public.parent".to_string(), 2),
+        ]
+    );
+    assert_eq!(
+        pg.psql("inh_dst", "SELECT count(*) FROM parent").trim(),
+        "5"
+    );
+    no_temporary_databases(pg, "inh_dst");
+}
+
+#[test]
+fn rows_removed_after_they_were_loaded_fail_the_restore() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    // Loaded whole, then emptied by a later statement: counting what psql
+    // loaded would call this done.
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
+        format!("{}DELETE FROM public.cards;\n{}", &sql[..at], &sql[at..])
+    });
+    let out = restore(pg, &bad, &["--dbname", "emptied1"]);
+    failed(&out, "damaged", "public.cards: 0 rows, the dump has");
+    assert!(!exists(pg, "emptied1"));
+    no_temporary_databases(pg, "emptied1");
 }
