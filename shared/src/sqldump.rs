@@ -652,6 +652,18 @@ impl DumpScanner {
         });
     }
 
+    /// Whether what comes next starts a line of plain SQL: not inside a
+    /// string, identifier, comment, dollar quote (a function body) or the
+    /// data of a COPY.
+    pub fn at_plain_line_start(&self) -> bool {
+        self.copy.is_none() && self.line_len == 0 && matches!(self.lex, Lex::Normal)
+    }
+
+    /// Whether the scanner is inside the data of a `COPY … FROM stdin`.
+    pub fn in_copy_data(&self) -> bool {
+        self.copy.is_some()
+    }
+
     /// Whether a psql meta-command other than `\restrict`/`\unrestrict`
     /// has been seen (cheap; see [`DumpFacts::meta_commands`]).
     pub fn has_meta_commands(&self) -> bool {

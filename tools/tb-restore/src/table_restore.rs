@@ -413,13 +413,20 @@ impl<W: Write> Extractor<W> {
         Ok(())
     }
 
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
-        // `line` includes its newline.
+    /// One line of the dump (with its newline). `plain`: it starts in
+    /// plain SQL (not inside a string or a function body, where a line
+    /// that looks like a header or a COPY is neither); `starts_copy`: the
+    /// dump's scanner took it for the start of a COPY's data.
+    fn line(&mut self, line: &[u8], plain: bool, starts_copy: bool) -> io::Result<()> {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         if self.in_copy {
             if text == b"\\." {
                 self.in_copy = false;
             }
+            return self.emit(line);
+        }
+        if !plain {
+            self.flush_dash()?;
             return self.emit(line);
         }
         if std::mem::take(&mut self.after_head) && text == b"--" {
@@ -450,10 +457,18 @@ impl<W: Write> Extractor<W> {
             self.take = Take::No;
             return Ok(());
         }
-        if text.starts_with(b"COPY ") && text.ends_with(b" FROM stdin;") {
+        if starts_copy {
             self.in_copy = true;
         }
         self.emit(line)
+    }
+
+    /// A `--` line held back to see whether a header follows: it did not.
+    fn flush_dash(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.held_dash) {
+            self.emit(b"--\n")?;
+        }
+        Ok(())
     }
 
     fn emit(&mut self, line: &[u8]) -> io::Result<()> {
@@ -515,18 +530,26 @@ fn extract_with<W: Write>(
             }
         };
         let data = &buf[..n];
-        scanner.feed(data);
         let mut start = 0;
         while let Some(i) = memchr_nl(&data[start..]) {
             line.extend_from_slice(&data[start..start + i + 1]);
-            ex.line(&line).context("cannot write the extracted SQL")?;
+            // The scanner reads the line first: it knows where strings,
+            // function bodies and COPY data are.
+            let plain = scanner.at_plain_line_start();
+            scanner.feed(&line);
+            let starts_copy = plain && scanner.in_copy_data();
+            ex.line(&line, plain, starts_copy)
+                .context("cannot write the extracted SQL")?;
             line.clear();
             start += i + 1;
         }
         line.extend_from_slice(&data[start..]);
     }
     if !line.is_empty() {
-        ex.line(&line).context("cannot write the extracted SQL")?;
+        let plain = scanner.at_plain_line_start();
+        scanner.feed(&line);
+        ex.line(&line, plain, false)
+            .context("cannot write the extracted SQL")?;
     }
     let gz = reader.finish();
     let (facts, complete) = scanner.finish();

@@ -34,6 +34,16 @@ INSERT INTO public.items (sku, owner_id, note) SELECT 'sku-' || g, 1 + g % 2, 'n
 DELETE FROM public.items WHERE id > 37;
 INSERT INTO public.items_archive (sku) SELECT 'old-' || g FROM generate_series(1, 5) g;
 INSERT INTO app.items (what) VALUES ('other schema');
+-- A function body with a line that looks like the start of table data:
+-- the extraction must not take it for one (it swallowed the tables after
+-- it, up to the next end of data).
+CREATE FUNCTION public.tricky() RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    RETURN '
+COPY public.owners (id, name) FROM stdin;
+';
+END
+$f$;
 ";
 
 struct Dump {
