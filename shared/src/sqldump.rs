@@ -537,7 +537,9 @@ impl DumpScanner {
     }
 
     fn end_data_line(&mut self) {
-        let done = self.line_len == 2 && self.line == b"\\.";
+        // `\.` ends the data, also with a CRLF line end (psql takes it so).
+        let done = (self.line_len == 2 && self.line == b"\\.")
+            || (self.line_len == 3 && self.line == b"\\.\r");
         let tabs = self.line_tabs;
         if let Some(copy) = &mut self.copy {
             if done {
@@ -707,7 +709,8 @@ impl DumpScanner {
         // pg_dump puts `\unrestrict KEY` after the trailer, pg_dumpall
         // --globals-only just before it; either way the trailer ends the
         // SQL and the key must match the one that opened the dump.
-        let tail = String::from_utf8_lossy(&self.tail);
+        // CRLF line ends read as LF (psql takes them so).
+        let tail = String::from_utf8_lossy(&self.tail).replace("\r\n", "\n");
         let mut t = tail.trim_end();
         if let Some(i) = t.rfind('\n')
             && t[i + 1..].starts_with("\\unrestrict ")
@@ -853,6 +856,15 @@ mod tests {
             assert_eq!(f.restrict_key, None);
             assert_eq!(f.raw_bytes, OLD.len() as u64);
         }
+    }
+
+    #[test]
+    fn a_dump_with_crlf_line_ends_is_complete_and_counted() {
+        let crlf = OLD.replace('\n', "\r\n");
+        let (f, v) = scan(crlf.as_bytes(), 7);
+        assert_eq!(v, Ok(()));
+        assert_eq!(f.tables.get("public.users"), Some(&2));
+        assert_eq!(f.rows(), 3);
     }
 
     #[test]

@@ -596,6 +596,19 @@ fn stream<W: Write + Send + 'static>(
         }
     };
     let (facts, complete) = scanner.finish();
+    if kind == DumpKind::Database && !facts.meta_commands.is_empty() && complete.is_ok() {
+        // pg_dump never writes them, and tb-restore refuses a dump that has
+        // them: published, it would look like a backup and restore nothing.
+        w.abort();
+        return Err(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "the dump holds psql meta-commands that pg_dump never writes ({}): not published (tb-restore would refuse it)",
+                facts.meta_commands.join(", ")
+            ),
+        )
+        .into());
+    }
     if let Err(why) = complete {
         w.abort();
         return Err(match what {

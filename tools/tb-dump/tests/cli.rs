@@ -591,6 +591,27 @@ fn truncated_stdin_stream_publishes_nothing() {
 }
 
 #[test]
+fn a_stdin_dump_with_psql_meta_commands_publishes_nothing() {
+    let pg = Pg::shared();
+    let sql = String::from_utf8(plain_dump(pg, toybox())).unwrap();
+    let at = sql.find("CREATE TABLE").unwrap();
+    let hostile = format!(
+        "{}SELECT 1; \\! touch /tmp/never\n{}",
+        &sql[..at],
+        &sql[at..]
+    );
+    let sb = Sandbox::new();
+    let before = seed_earlier_backup(sb.path());
+    let out = run_stdin(
+        pg,
+        &["--stdin", "--name", "toybox"],
+        sb.path(),
+        hostile.as_bytes(),
+    );
+    assert_failed_cleanly(&out, sb.path(), &before, "unsafe_archive", "meta-commands");
+}
+
+#[test]
 fn empty_stdin_stream_publishes_nothing() {
     let pg = Pg::shared();
     let sb = Sandbox::new();
