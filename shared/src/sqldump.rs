@@ -156,6 +156,9 @@ pub struct DumpFacts {
     pub restrict_key: Option<String>,
     /// Large objects created (`lo_create` calls).
     pub large_objects: u64,
+    /// `INSERT INTO` statements (a `pg_dump --inserts` dump has its rows
+    /// so, and no COPY: nothing to count rows by).
+    pub inserts: u64,
     /// Rows per table, by the name as the dump writes it (`public.users`).
     pub tables: BTreeMap<String, u64>,
     /// Uncompressed bytes seen.
@@ -615,6 +618,8 @@ impl DumpScanner {
             self.unrestricted = Some(k.trim().to_string());
         } else if line.starts_with("SELECT pg_catalog.lo_create(") {
             self.facts.large_objects += 1;
+        } else if line.starts_with("INSERT INTO ") {
+            self.facts.inserts += 1;
         } else if line.starts_with('\\') {
             // A meta-command: noted when its line ended.
         } else if line == "SET standard_conforming_strings = off;" {
@@ -856,6 +861,17 @@ mod tests {
             assert_eq!(f.restrict_key, None);
             assert_eq!(f.raw_bytes, OLD.len() as u64);
         }
+    }
+
+    #[test]
+    fn insert_statements_are_counted() {
+        let sql = OLD.replace(
+            "COPY public.users",
+            "INSERT INTO public.users VALUES (9, 'x');\nINSERT INTO public.users VALUES (10, 'y');\nCOPY public.users",
+        );
+        let (f, v) = scan(sql.as_bytes(), 5);
+        assert_eq!(v, Ok(()));
+        assert_eq!(f.inserts, 2);
     }
 
     #[test]

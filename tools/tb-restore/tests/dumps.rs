@@ -767,3 +767,39 @@ fn rows_removed_after_they_were_loaded_fail_the_restore() {
     assert!(!exists(pg, "emptied1"));
     no_temporary_databases(pg, "emptied1");
 }
+
+#[test]
+fn a_dump_of_inserts_restores_with_a_warning_that_rows_are_not_counted() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("ins_src");
+    pg.psql(
+        "ins_src",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5);",
+    );
+    let mut c = Command::new("pg_dump");
+    pg.env(&mut c);
+    let sql = c.args(["--inserts", "-d", "ins_src"]).output().unwrap();
+    assert!(sql.status.success());
+    let path = sb.join("ins_20260101_030000.sql.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&sql.stdout).unwrap();
+    gz.finish().unwrap();
+    let out = restore(pg, &path, &["--dbname", "ins_dst"]);
+    let recs = records(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{recs:#?}");
+    let warned: Vec<&str> = events(&recs, "warning")
+        .iter()
+        .filter_map(|w| w["message"].as_str())
+        .collect();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("5 INSERT statements") && w.contains("not checked")),
+        "{warned:?}"
+    );
+    assert_eq!(pg.psql("ins_dst", "SELECT count(*) FROM t").trim(), "5");
+}
