@@ -386,24 +386,33 @@ impl Iterator for IndexReader {
                 return Some(Err(e).with_context(|| format!("cannot read index '{path}'")));
             }
         }
-        self.line += 1;
-        if self.buf.last() == Some(&b'\n') {
-            self.buf.pop();
-            if self.buf.last() == Some(&b'\r') {
-                self.buf.pop();
-            }
-        }
-        let n = self.line;
-        Some(match std::str::from_utf8(&self.buf) {
-            Err(_) => Err(anyhow::Error::new(io::Error::new(
+        Some(parse_line("index", &self.path, &mut self.line, &self.buf))
+    }
+}
+
+/// Line `n + 1` of the index-format file at `path` (`what`: "index",
+/// "listing", for the messages) as an entry: as `BufRead::lines`, the
+/// newline and a `\r` before it are dropped, and it must be UTF-8.
+pub(crate) fn parse_line(
+    what: &str,
+    path: &Path,
+    n: &mut u64,
+    mut line: &[u8],
+) -> Result<IndexEntry> {
+    *n += 1;
+    if let Some(l) = line.strip_suffix(b"\n") {
+        line = l.strip_suffix(b"\r").unwrap_or(l);
+    }
+    let text = std::str::from_utf8(line)
+        .map_err(|_| {
+            io::Error::new(
                 io::ErrorKind::InvalidData,
                 "stream did not contain valid UTF-8",
-            )))
-            .with_context(|| format!("cannot read index '{}'", self.path.display())),
-            Ok(l) => serde_json::from_str(l)
-                .with_context(|| format!("index '{}' line {n} is not valid", self.path.display())),
+            )
         })
-    }
+        .with_context(|| format!("cannot read {what} '{}'", path.display()))?;
+    serde_json::from_str(text)
+        .with_context(|| format!("{what} '{}' line {n} is not valid", path.display()))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::index::{HashingWriter, IndexEntry};
+use crate::index::{HashingWriter, IndexEntry, parse_line};
 
 /// Uncompressed bytes after which a member is ended (at the end of a line).
 /// Small members are copied more often when a few entries change here and
@@ -158,7 +158,7 @@ impl ListingReader {
                     if !self.carry.is_empty() {
                         // The last line may lack its newline.
                         let last = std::mem::take(&mut self.carry);
-                        let e = parse(&self.path, &mut self.line, &last);
+                        let e = parse_line("listing", &self.path, &mut self.line, &last);
                         self.ready.push_back(e.map(|e| (e, None)));
                     }
                     return Ok(false);
@@ -191,11 +191,11 @@ impl ListingReader {
                 continue;
             }
             let e = if self.carry.is_empty() {
-                parse(&self.path, &mut self.line, &self.buf)?
+                parse_line("listing", &self.path, &mut self.line, &self.buf)?
             } else {
                 self.carry.extend_from_slice(&self.buf);
                 let line = std::mem::take(&mut self.carry);
-                parse(&self.path, &mut self.line, &line)?
+                parse_line("listing", &self.path, &mut self.line, &line)?
             };
             self.ready.push_back(Ok((e, None)));
             reading.held += 1;
@@ -258,26 +258,6 @@ impl Iterator for ListingReader {
             }
         }
     }
-}
-
-/// Line number `n + 1` of the listing at `path`, as an entry (as
-/// [`crate::index::IndexReader`] reads it: a `\r` before the newline is
-/// dropped, it must be UTF-8).
-fn parse(path: &Path, n: &mut u64, mut line: &[u8]) -> Result<IndexEntry> {
-    *n += 1;
-    if let Some(l) = line.strip_suffix(b"\n") {
-        line = l.strip_suffix(b"\r").unwrap_or(l);
-    }
-    let text = std::str::from_utf8(line)
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )
-        })
-        .with_context(|| format!("cannot read listing '{}'", path.display()))?;
-    serde_json::from_str(text)
-        .with_context(|| format!("listing '{}' line {n} is not valid", path.display()))
 }
 
 /// What a listing writer wrote.

@@ -25,23 +25,7 @@ fn dump() -> &'static Dump {
         let pg = Pg::shared();
         pg.toybox("toybox");
         let sb = Sandbox::new();
-        let mut args = vec![
-            "tb-dump".to_string(),
-            "--dbname".into(),
-            "toybox".into(),
-            "--dir".into(),
-            sb.path().to_string_lossy().into(),
-        ];
-        args.extend(pg.conn_args());
-        let mut rep = Reporter::quiet("tb-dump");
-        let outcome = tb_dump::run(tb_dump::Args::parse_from(args), &mut rep).unwrap();
-        assert_eq!(outcome.code, 0);
-        let path = rep
-            .records()
-            .iter()
-            .find(|r| r["event"] == "written" && r["kind"] == "dump")
-            .map(|r| PathBuf::from(r["path"].as_str().unwrap()))
-            .unwrap();
+        let path = tb_dump(pg, "toybox", sb.path());
         Dump { _sb: sb, path }
     })
 }
