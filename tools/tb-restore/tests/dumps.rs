@@ -210,6 +210,72 @@ fn a_statement_that_fails_in_the_middle_leaves_the_target_as_it_was() {
     no_temporary_databases(pg, "old1");
 }
 
+/// psql stops at the first error and reads no further; what tb-restore
+/// still had to send then finds the pipe closed. That is psql's error, not
+/// a damaged file (it was called damaged when the rest of the dump was
+/// larger than the pipe).
+#[test]
+fn a_statement_failing_early_in_a_large_dump_is_named_not_called_damage() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let pad = "-- padding that psql never reads\n".repeat(8 << 20 >> 5);
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE TABLE public.titles",
+            &format!("SELECT 1/0;\n{pad}CREATE TABLE public.titles"),
+            1,
+        )
+    });
+    let out = restore(pg, &bad, &["--dbname", "early1"]);
+    failed(&out, "other", "division by zero");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at line ") && err.contains("(SELECT 1/0;)") && !err.contains("damaged"),
+        "{err}"
+    );
+    assert!(!exists(pg, "early1"));
+    no_temporary_databases(pg, "early1");
+}
+
+/// A table of the dump that is gone when the dump is done fails the
+/// restore by name (the counting of the other tables goes on).
+#[test]
+fn a_table_dropped_after_it_was_loaded_fails_the_restore_by_name() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
+        format!(
+            "{}DROP TABLE public.cards CASCADE;\n{}",
+            &sql[..at],
+            &sql[at..]
+        )
+    });
+    let out = restore(pg, &bad, &["--dbname", "dropped1"]);
+    let recs = failed(
+        &out,
+        "damaged",
+        "public.cards: not in the restored database, the dump has",
+    );
+    let tables = events(&recs, "table");
+    let cards: Vec<&&Value> = tables
+        .iter()
+        .filter(|t| t["table"] == "public.cards")
+        .collect();
+    assert_eq!(cards.len(), 1, "{tables:#?}");
+    assert_eq!(cards[0]["ok"], false);
+    assert_eq!(cards[0]["missing"], true);
+    assert!(
+        tables
+            .iter()
+            .filter(|t| t["table"] != "public.cards")
+            .all(|t| t["ok"] == true && t["rows"] == t["expected"]),
+        "{tables:#?}"
+    );
+    assert!(!exists(pg, "dropped1"));
+    no_temporary_databases(pg, "dropped1");
+}
+
 #[test]
 fn damaged_files_are_refused_before_anything_is_created() {
     let pg = Pg::shared();
@@ -660,10 +726,10 @@ fn a_flipped_byte_found_while_streaming_leaves_no_database() {
     let i = bytes.len() * 2 / 3;
     bytes[i] ^= 0x10;
     std::fs::write(&copy, &bytes).unwrap();
-    let out = restore(pg, &copy, &["--dbname", "never8"]);
+    let out = restore(pg, &copy, &["--dbname", "flipped1"]);
     failed(&out, "damaged", "damaged");
-    assert!(!exists(pg, "never8"));
-    no_temporary_databases(pg, "never8");
+    assert!(!exists(pg, "flipped1"));
+    no_temporary_databases(pg, "flipped1");
 }
 
 /// A tb-dump of database `db` into `dir`: the dump's path.
