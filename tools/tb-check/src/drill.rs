@@ -252,16 +252,27 @@ pub fn drill(a: &DrillArgs, rep: &mut Reporter) -> Result<Outcome> {
             let ok = matches!(got.as_deref(), Ok("t"));
             let mut r = Record::new("drill")
                 .with("check", "sql")
+                .with("label", &b.label)
+                .with("dbname", &db)
                 .with("file", file)
                 .with("query", q)
                 .with("ok", ok);
-            match &got {
-                Ok(v) => r.set("result", v),
-                Err(e) => r.set("reason", format!("{e:#}")),
-            }
+            let why = match &got {
+                Ok(v) => {
+                    r.set("result", v);
+                    format!("it returned {v:?}, not true")
+                }
+                Err(e) => {
+                    r.set("reason", format!("{e:#}"));
+                    format!("{e:#}")
+                }
+            };
             rep.emit(r);
             if !ok {
-                eprintln!("tb-check: drill: check failed in {file}: {q}");
+                eprintln!(
+                    "tb-check: drill: check failed in {file} on the restored dump of '{}': {q}: {why}",
+                    b.label
+                );
                 worst(Health::Critical, &mut health);
             }
         }

@@ -158,6 +158,13 @@ fn healthy_backups_pass_with_their_restore_times_and_nothing_stays_behind() {
     let s = by_check(&recs, "sql");
     assert_eq!(s.len(), 2);
     assert!(s.iter().all(|c| c["ok"] == true && c["result"] == "t"));
+    assert!(
+        s.iter().all(|c| c["label"] == "drill_ok"
+            && c["dbname"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("tb_drill_drill_ok_"))),
+        "{s:?}"
+    );
     let v = by_check(&recs, "volume");
     assert_eq!(
         (v[0]["ok"].as_bool(), v[0]["checked"].as_str()),
@@ -224,6 +231,50 @@ fn sabotaged_backups_and_a_failing_check_are_critical() {
     assert_eq!(by_check(&recs, "chain")[0]["ok"], true);
     assert_eq!(summary(&recs)["status"], "critical");
     no_leftovers(&scratch, "drill_bad");
+}
+
+/// A check that fails says where and why on stderr, not only the query
+/// (the reason was only in the record).
+#[test]
+fn a_failing_check_names_the_database_and_why() {
+    let sb = Sandbox::new();
+    let (root, _, _) = root(&sb, "drill_why");
+    let scratch = sb.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(
+        sb.join("checks.sql"),
+        "SELECT count(*) FROM public.users\nSELECT count(*) = 0 FROM public.users\n",
+    )
+    .unwrap();
+    let out = drill(
+        &root,
+        &scratch,
+        &[
+            "--dump-only",
+            "--sql",
+            sb.join("checks.sql").to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("on the restored dump of 'drill_why': SELECT count(*) FROM public.users: ")
+            && err.contains("cannot cast type bigint to boolean"),
+        "{err}"
+    );
+    assert!(
+        err.contains("SELECT count(*) = 0 FROM public.users: it returned \"f\", not true"),
+        "{err}"
+    );
+    let recs = records(&out.stdout);
+    let s = by_check(&recs, "sql");
+    assert_eq!(
+        s.iter().map(|c| c["ok"].as_bool()).collect::<Vec<_>>(),
+        [Some(false), Some(false)]
+    );
+    assert_eq!(s[1]["result"], "f");
+    assert_eq!(summary(&recs)["status"], "critical");
+    no_leftovers(&scratch, "drill_why");
 }
 
 #[test]
