@@ -108,6 +108,103 @@ struct Copy {
     tabs: u64,
 }
 
+/// Where psql's lexer is in a statement: whether its query buffer holds
+/// anything, and what decides whether a `;` ends the statement (psql
+/// ends one only outside parentheses and outside the `BEGIN … END` of a
+/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE`, by its own heuristic,
+/// followed here). A `COPY … FROM stdin;` line starts COPY data only when
+/// it begins a statement: on the line after `SELECT` it is plain SQL to
+/// psql, and reading what follows as data would miss a `\!` in it. Where
+/// this guess is unsure it says a statement is open: the COPY is then not
+/// taken as one, its data is read as SQL and its `\.` refused (safe).
+#[derive(Debug, Clone, Copy, Default)]
+struct Stmt {
+    open: bool,
+    parens: u32,
+    begin_depth: u32,
+    /// Identifiers seen in the statement, and the first letters of the
+    /// first four when they are create/or/replace/function/procedure.
+    idents: u32,
+    first: [u8; 4],
+    /// The identifier being read (its first bytes; longer ones are no
+    /// keyword anyway).
+    word: [u8; 10],
+    word_len: u8,
+}
+
+impl Stmt {
+    fn word_byte(&mut self, b: u8) {
+        if (self.word_len as usize) < self.word.len() {
+            self.word[self.word_len as usize] = b.to_ascii_lowercase();
+        }
+        self.word_len = self.word_len.saturating_add(1);
+    }
+
+    fn end_word(&mut self) {
+        if self.word_len == 0 {
+            return;
+        }
+        let n = self.word_len as usize;
+        self.word_len = 0;
+        let w: &[u8] = if n <= self.word.len() {
+            &self.word[..n]
+        } else {
+            b""
+        };
+        if self.idents == 0 {
+            self.first = [0; 4];
+        }
+        if matches!(
+            w,
+            b"create" | b"function" | b"procedure" | b"or" | b"replace"
+        ) && (self.idents as usize) < self.first.len()
+        {
+            self.first[self.idents as usize] = w[0];
+        }
+        self.idents = self.idents.saturating_add(1);
+        let f = self.first;
+        let routine = f[0] == b'c'
+            && (f[1] == b'f'
+                || f[1] == b'p'
+                || (f[1] == b'o' && f[2] == b'r' && (f[3] == b'f' || f[3] == b'p')));
+        if routine && self.parens == 0 {
+            match w {
+                b"begin" => self.begin_depth += 1,
+                b"case" if self.begin_depth >= 1 => self.begin_depth += 1,
+                b"end" if self.begin_depth > 0 => self.begin_depth -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// A byte of SQL outside strings and comments.
+    fn code_byte(&mut self, b: u8) {
+        if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 || (b == b'$' && self.word_len > 0) {
+            if self.word_len > 0 || !b.is_ascii_digit() {
+                self.word_byte(b);
+            }
+            self.open = true;
+            return;
+        }
+        self.end_word();
+        match b {
+            b';' if self.parens == 0 && self.begin_depth == 0 => *self = Stmt::default(),
+            b'(' => {
+                self.parens += 1;
+                self.open = true;
+            }
+            b')' => {
+                self.parens = self.parens.saturating_sub(1);
+                self.open = true;
+            }
+            b if b.is_ascii_whitespace() => {}
+            // `-` and `/` may begin a comment: decided by the next byte.
+            b'-' | b'/' => {}
+            _ => self.open = true,
+        }
+    }
+}
+
 /// Streaming scanner; feed it the dump's bytes in any pieces.
 #[derive(Debug)]
 pub struct DumpScanner {
@@ -135,6 +232,10 @@ pub struct DumpScanner {
     /// escape in every string, as psql then reads them.
     scs_off: bool,
     copy: Option<Copy>,
+    /// psql's statement state, as its lexer keeps it (see [`Stmt`]); and
+    /// as it was when the current line began.
+    stmt: Stmt,
+    line_start_stmt: Stmt,
     tables: BTreeMap<String, u64>,
     tail: Vec<u8>,
     facts: DumpFacts,
@@ -258,6 +359,8 @@ impl DumpScanner {
             line_meta: false,
             scs_off: false,
             copy: None,
+            stmt: Stmt::default(),
+            line_start_stmt: Stmt::default(),
             tables: BTreeMap::new(),
             tail: Vec::with_capacity(2 * TAIL),
             facts: DumpFacts::default(),
@@ -354,12 +457,16 @@ impl DumpScanner {
                 match lex {
                     Lex::Dash if b == b'-' => return self.set(Lex::LineComment),
                     Lex::Slash if b == b'*' => {
+                        // psql keeps block comments in the query buffer.
+                        self.stmt.open = true;
                         return self.set(Lex::Block {
                             depth: 1,
                             star: false,
                             slash: false,
                         });
                     }
+                    // The `-` or `/` before was SQL.
+                    Lex::Dash | Lex::Slash => self.stmt.open = true,
                     _ => {}
                 }
                 self.normal_byte(b, prev)
@@ -490,6 +597,7 @@ impl DumpScanner {
     /// A byte in plain SQL: may open a string, comment or dollar quote, and
     /// counts top-level commas (for COPY column lists).
     fn normal_byte(&mut self, b: u8, prev: u8) -> Lex {
+        self.stmt.code_byte(b);
         match b {
             b'-' => Lex::Dash,
             b'/' => Lex::Slash,
@@ -528,6 +636,7 @@ impl DumpScanner {
         self.line_seen = false;
         self.line_meta = false;
         self.line_normal = matches!(self.lex, Lex::Normal);
+        self.line_start_stmt = self.stmt;
     }
 
     /// Note a psql meta-command (the first few).
@@ -634,6 +743,8 @@ impl DumpScanner {
     /// A line that began with a backslash ended: a meta-command unless it
     /// is pg_dump's `\restrict KEY` or `\unrestrict KEY`.
     fn line_meta_end(&mut self) {
+        // A backslash command is not part of psql's query buffer.
+        self.stmt = self.line_start_stmt;
         let line = self.line.clone();
         let text = line.trim_ascii();
         let allowed = [&b"\\restrict "[..], b"\\unrestrict "]
@@ -645,6 +756,11 @@ impl DumpScanner {
     }
 
     fn start_copy(&mut self) {
+        if self.line_start_stmt.open {
+            // Not the start of a statement: psql sends this line as part
+            // of the one before, and reads what follows as SQL.
+            return;
+        }
         let tail = String::from_utf8_lossy(&self.line_tail);
         let tail = tail.strip_suffix('\r').unwrap_or(&tail);
         if !tail.ends_with(" FROM stdin;") {
@@ -1088,6 +1204,49 @@ mod tests {
             let mut sc = DumpScanner::new(DumpKind::Database);
             sc.feed(sql.as_bytes());
             assert_eq!(sc.has_meta_commands(), found, "{sql}");
+        }
+    }
+
+    /// A `COPY … FROM stdin;` line that does not begin a statement is SQL
+    /// to psql: what follows is checked as SQL (it was taken as COPY data,
+    /// and a `\!` in it ran).
+    #[test]
+    fn a_copy_line_inside_a_statement_does_not_hide_what_follows() {
+        for (sql, found) in [
+            (
+                "SELECT\nCOPY FROM stdin;\n\\! id\nSELECT '\n\\.\nx'; --'\n",
+                true,
+            ),
+            ("SELECT (1;\nCOPY t FROM stdin;\n\\! id\n", true),
+            ("/* c */\nCOPY t (a) FROM stdin;\n\\! id\n\\.\n", true),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\nSELECT 1;\nCOPY t FROM stdin;\n\\! id\nEND;\n",
+                true,
+            ),
+            (
+                "CREATE OR REPLACE PROCEDURE p() LANGUAGE sql\nBEGIN ATOMIC\nSELECT CASE WHEN true THEN 1 END;\nCOPY t FROM stdin;\n\\! id\nEND;\n",
+                true,
+            ),
+            // What pg_dump writes: COPY after a finished statement.
+            (
+                "SET client_encoding = 'UTF8';\n-- a comment\n\nCOPY public.t (a, b) FROM stdin;\n1\t\\\\x\n\\.\n",
+                false,
+            ),
+            (
+                "CREATE FUNCTION public.f() RETURNS integer\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT CASE WHEN true THEN 1 ELSE 2 END AS \"case\";\nEND;\n\nCOPY public.t (a) FROM stdin;\n\\N\n\\.\n",
+                false,
+            ),
+            (
+                "SELECT pg_catalog.set_config('search_path', '', false);\n\\restrict k\nCOPY public.t (a) FROM stdin;\n\\.\n",
+                false,
+            ),
+        ] {
+            let mut sc = DumpScanner::new(DumpKind::Database);
+            sc.feed(sql.as_bytes());
+            assert_eq!(sc.has_meta_commands(), found, "{sql}");
+            if !found {
+                assert!(!sc.in_copy_data(), "{sql}");
+            }
         }
     }
 

@@ -272,6 +272,16 @@ pub fn check_file(path: &Path) -> FileCheck {
     match content {
         Ok((gz, facts)) => {
             check.gz = Some(gz);
+            if !facts.meta_commands.is_empty() {
+                // Complete, but psql would run what pg_dump never writes.
+                check.verdict = Verdict::Damaged;
+                check.reason = Some(format!(
+                    "it holds psql meta-commands that pg_dump never writes ({}): psql would run them (\\! runs a shell command); do not restore it",
+                    facts.meta_commands.join(", ")
+                ));
+                check.facts = Some(facts);
+                return check;
+            }
             if check.kind != "gzip" {
                 check.facts = Some(facts);
             }

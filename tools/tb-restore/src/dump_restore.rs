@@ -86,11 +86,27 @@ pub(crate) fn conn(args: &Args) -> Conn {
     }
 }
 
+/// `name` as psql's and pg_dump's `-d`/`--dbname` take it: those read a
+/// value with `=` or a `postgres://` prefix as connection settings (a
+/// target named `dbname=other` was checked, and replaced, as `other`), so
+/// such a name goes as `dbname='…'`.
+pub fn db_arg(name: &str) -> String {
+    if name.contains('=') || name.starts_with("postgres://") || name.starts_with("postgresql://") {
+        format!(
+            "dbname='{}'",
+            name.replace('\\', "\\\\").replace('\'', "\\'")
+        )
+    } else {
+        name.to_string()
+    }
+}
+
 /// A database other than the target to run administrative statements in.
 const MAINTENANCE_DB: &str = "postgres";
 
 /// Run SQL with psql in `db`; the unaligned, tuples-only output.
 pub fn psql(conn: &Conn, db: &str, sql: &str) -> Result<String> {
+    let db = &db_arg(db);
     let args: Vec<OsString> = [
         "-X",
         "-q",
@@ -260,6 +276,24 @@ pub(crate) fn open_for_restore(path: &Path, rep: &mut Reporter) -> Result<DumpIn
 pub(crate) fn verify_dump(path: &Path, rep: &mut Reporter) -> Result<DumpInput> {
     let c = check_file(path);
     signals::check()?;
+    // Refused as unsafe before anything else is said of the file.
+    if let Some(f) = &c.facts
+        && !f.meta_commands.is_empty()
+    {
+        rep.emit(
+            check_record("meta_commands", false)
+                .path(path)
+                .with("found", &f.meta_commands),
+        );
+        bail!(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "'{}' holds psql meta-commands that pg_dump never writes ({}): psql would run them (\\! runs a shell command); nothing was touched. Inspect the file: gunzip -c FILE | grep -n '^\\\\'",
+                path.display(),
+                f.meta_commands.join(", ")
+            )
+        ));
+    }
     if c.verdict != Verdict::Good || c.kind != "dump" {
         let why = c
             .reason
@@ -296,23 +330,6 @@ pub(crate) fn verify_dump(path: &Path, rep: &mut Reporter) -> Result<DumpInput> 
         );
         None
     };
-    if let Some(f) = &c.facts
-        && !f.meta_commands.is_empty()
-    {
-        rep.emit(
-            check_record("meta_commands", false)
-                .path(path)
-                .with("found", &f.meta_commands),
-        );
-        bail!(Failure::new(
-            Cause::UnsafeArchive,
-            format!(
-                "'{}' holds psql meta-commands that pg_dump never writes ({}): psql would run them (\\! runs a shell command); nothing was touched. Inspect the file: gunzip -c FILE | grep -n '^\\\\'",
-                path.display(),
-                f.meta_commands.join(", ")
-            )
-        ));
-    }
     let mut r = check_record("verify", true).path(path);
     if let Some(gz) = &c.gz {
         r.set("bytes", gz.gz_bytes);
@@ -343,8 +360,9 @@ struct ServerFacts {
     roles: std::collections::BTreeSet<String>,
     /// Only asked for when the dump creates extensions.
     extensions: std::collections::BTreeSet<String>,
-    /// Temporary databases of restores (maybe interrupted ones).
-    stale: Vec<String>,
+    /// Databases named like temporary ones of restores, with their
+    /// comments (a restore marks its own: [`mark_for`]).
+    stale: Vec<(String, String)>,
 }
 
 /// A name as hex in SQL (any byte in a name survives the line-based
@@ -366,11 +384,12 @@ fn server_facts(conn: &Conn, target: &str, extensions: bool) -> Result<ServerFac
          UNION ALL SELECT 'd|' || (datistemplate OR datname IN ('postgres', 'template0', 'template1'))::text \
          FROM pg_catalog.pg_database WHERE datname = {}\n\
          UNION ALL SELECT 'r|' || {} FROM pg_catalog.pg_roles\n\
-         UNION ALL SELECT 's|' || {} FROM pg_catalog.pg_database \
+         UNION ALL SELECT 's|' || {} || '|' || {} FROM pg_catalog.pg_database \
          WHERE datname LIKE 'tb\\_restore\\_%' OR datname LIKE 'tb\\_old\\_%'\n",
         quote_lit(target),
         hex("rolname"),
         hex("datname"),
+        hex("coalesce(pg_catalog.shobj_description(oid, 'pg_database'), '')"),
     );
     if extensions {
         sql += &format!(
@@ -402,7 +421,13 @@ fn server_facts(conn: &Conn, target: &str, extensions: bool) -> Result<ServerFac
             "d" => f.target = Some(v == "true"),
             "r" => f.roles.extend(unhex(v)),
             "e" => f.extensions.extend(unhex(v)),
-            "s" => f.stale.extend(unhex(v)),
+            "s" => {
+                if let Some((name, comment)) = v.split_once('|')
+                    && let (Some(name), Some(comment)) = (unhex(name), unhex(comment))
+                {
+                    f.stale.push((name, comment));
+                }
+            }
             _ => {}
         }
     }
@@ -496,7 +521,7 @@ fn restore_roles(conn: &Conn, dump: &Path, rep: &mut Reporter) -> Result<()> {
 /// earlier restores.
 pub(crate) struct Ready {
     state: Option<u64>,
-    stale: Vec<String>,
+    stale: Vec<(String, String)>,
 }
 
 /// Every preflight check; errors name what is missing and the way forward.
@@ -671,6 +696,7 @@ pub(crate) const LOAD_SETTINGS: &str = "SET synchronous_commit = off;";
 /// thread handing over its pieces made the server's COPYs about 10 %
 /// slower (measured against `gunzip -c | psql`).
 fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
+    let db = &db_arg(db);
     let source: Box<dyn Read> = match &input.path {
         Some(p) => Box::new(
             std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?,
@@ -747,10 +773,14 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             )));
             return stop();
         }
-        if stdin.write_all(piece).is_err() {
+        if !psql_gone && stdin.write_all(piece).is_err() {
             psql_gone = true; // its stderr says why
+        }
+        if psql_gone && input.path.is_none() {
             return stop();
         }
+        // A file is read to its end also when psql stopped: a damaged file
+        // makes psql fail, and the damage, not psql's error, is the cause.
         progress.inc(piece.len() as u64);
         Ok(())
     };
@@ -797,9 +827,10 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     });
     let (facts, complete) = scanner.finish();
     let incomplete = match (&gz, &complete) {
-        // psql stopped reading: its own error is the reason, not the dump.
-        _ if psql_gone => None,
         (Err(p), _) => Some(p.clone()),
+        // psql stopped reading stdin: what was left unread is no fault of
+        // the stream; psql's own error is the reason.
+        (Ok(_), Err(_)) if psql_gone && input.path.is_none() => None,
         (Ok(_), Err(why)) if !input.plain => Some(why.to_string()),
         _ => None,
     };
@@ -814,6 +845,9 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     if let Some(e) = send_error {
         return Err(e);
     }
+    // Interrupted: psql was killed by the signal handling, not by anyone
+    // else (it said "psql was killed by SIGTERM").
+    signals::check()?;
     if let Some(why) = incomplete {
         bail!(match input.path {
             Some(_) => Failure::new(
@@ -916,6 +950,38 @@ fn drop_db(conn: &Conn, db: &str) -> Result<String> {
     )
 }
 
+/// Drop a temporary database of a restore, ending the sessions on it
+/// first: a killed psql leaves its server session running the statement
+/// it was in (an index build, say), and `DROP DATABASE` gave up after 5 s.
+fn drop_temp(conn: &Conn, db: &str) -> Result<String> {
+    psql(
+        conn,
+        MAINTENANCE_DB,
+        &format!(
+            "SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity \
+             WHERE datname = {} AND pid <> pg_catalog.pg_backend_pid();\n\
+             DROP DATABASE IF EXISTS {};",
+            quote_lit(db),
+            quote_ident(db)
+        ),
+    )
+}
+
+/// The comment a restore puts on its temporary database: the host, the
+/// PID namespace and the PID. Only a database that carries the mark of a
+/// process of this host and namespace that is gone is dropped as stale;
+/// a database that merely has such a name (or a live restore of another
+/// host or container on the same server) is left alone.
+fn mark_for(pid: u32) -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!("tb-restore temporary database: host {host}, {ns}, pid {pid}")
+}
+
 /// A temporary database name for a restore into `target` (at most 63 bytes).
 fn temp_name(target: &str, what: &str) -> String {
     let short: String = target
@@ -926,20 +992,22 @@ fn temp_name(target: &str, what: &str) -> String {
     format!("tb_{what}_{short}_{}", std::process::id())
 }
 
-/// Drop the temporary databases of killed restores (`tb_restore_…_PID`
-/// whose process is gone). A `tb_old_…` database (a replaced target whose
-/// restore was killed in the instant between the two renames) is never
-/// dropped: it is named in a warning. `stale` is what the preflight
-/// found.
-fn drop_stale(conn: &Conn, stale: &[String], rep: &mut Reporter) {
-    for name in stale.iter().map(String::as_str) {
-        let pid = name.rsplit('_').next().and_then(|p| p.parse::<i32>().ok());
-        let alive = pid.is_some_and(|p| {
+/// Drop the temporary databases of killed restores: `tb_restore_…_PID`
+/// with this host's mark of a process that is gone ([`mark_for`]). A
+/// `tb_old_…` database (a replaced target whose restore was killed in the
+/// instant between the two renames) is never dropped: it is named in a
+/// warning. `stale` is what the preflight found.
+fn drop_stale(conn: &Conn, stale: &[(String, String)], rep: &mut Reporter) {
+    for (name, comment) in stale {
+        let Some(pid) = name.rsplit('_').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = i32::try_from(pid).is_ok_and(|p| {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
                 .map(|_| true)
                 .unwrap_or_else(|e| e != nix::errno::Errno::ESRCH)
         });
-        if alive || pid.is_none() {
+        if alive {
             continue;
         }
         if name.starts_with("tb_old_") {
@@ -947,7 +1015,7 @@ fn drop_stale(conn: &Conn, stale: &[String], rep: &mut Reporter) {
                 &format!("the database '{name}' is a database replaced by a restore that was killed: check it, rename it back or drop it by hand"),
                 Record::new("warning").with("dbname", name),
             );
-        } else if drop_db(conn, name).is_ok() {
+        } else if *comment == mark_for(pid) && drop_temp(conn, name).is_ok() {
             rep.emit(
                 Record::new("removed")
                     .with("dbname", name)
@@ -1043,12 +1111,15 @@ fn restore_core(
         &conn,
         MAINTENANCE_DB,
         &format!(
-            "CREATE DATABASE {} WITH TEMPLATE template0 ENCODING {};",
+            "CREATE DATABASE {} WITH TEMPLATE template0 ENCODING {};\nCOMMENT ON DATABASE {} IS {};",
             quote_ident(&temp),
-            quote_lit(&encoding)
+            quote_lit(&encoding),
+            quote_ident(&temp),
+            quote_lit(&mark_for(std::process::id()))
         ),
     )
     .map_err(|e| {
+        let _ = drop_temp(&conn, &temp);
         anyhow::Error::new(Failure::new(
             tb_shared::error::cause_of(&e),
             format!("cannot create the database for the restore (encoding {encoding}): {e:#}"),
@@ -1136,7 +1207,7 @@ fn restore_core(
     let (facts, rows) = match result {
         Ok(r) => r,
         Err(e) => {
-            let note = match drop_db(&conn, &temp) {
+            let note = match drop_temp(&conn, &temp) {
                 Ok(_) => format!("the database '{target}' is as it was"),
                 Err(d) => format!(
                     "the database '{target}' is as it was; the temporary database '{temp}' could not be dropped ({d:#}): drop it by hand"
@@ -1180,7 +1251,8 @@ fn restore_core(
             &conn,
             MAINTENANCE_DB,
             &format!(
-                "ALTER DATABASE {} RENAME TO {};",
+                "COMMENT ON DATABASE {} IS NULL;\nALTER DATABASE {} RENAME TO {};",
+                quote_ident(&temp),
                 quote_ident(&temp),
                 quote_ident(&target)
             ),
@@ -1201,7 +1273,7 @@ fn restore_core(
         Ok(())
     })();
     if let Err(e) = moved {
-        let _ = drop_db(&conn, &temp);
+        let _ = drop_temp(&conn, &temp);
         let busy = format!("{e:#}").contains("being accessed by other users");
         let hint = if busy {
             ": other sessions are connected to it; stop the application (e.g. docker compose stop backend), then restore again"
@@ -1258,6 +1330,14 @@ mod tests {
         assert_eq!(major(""), None);
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_lit("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn names_that_look_like_connection_settings_are_quoted() {
+        assert_eq!(db_arg("toybox"), "toybox");
+        assert_eq!(db_arg("dbname=empty"), "dbname='dbname=empty'");
+        assert_eq!(db_arg("a=b'c\\d"), "dbname='a=b\\'c\\\\d'");
+        assert_eq!(db_arg("postgresql://h/db"), "dbname='postgresql://h/db'");
     }
 
     #[test]

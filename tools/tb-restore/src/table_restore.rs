@@ -834,7 +834,7 @@ fn into_existing(
         "ON_ERROR_STOP=1",
         "--single-transaction",
         "-d",
-        target,
+        &crate::dump_restore::db_arg(target),
         "-f",
         "-",
     ]
@@ -892,7 +892,7 @@ fn into_existing(
 fn safety_dump(conn: &tb_shared::pg::Conn, db: &str, t: &Table, file: &Path) -> Result<()> {
     let args: Vec<std::ffi::OsString> = vec![
         "--dbname".into(),
-        db.into(),
+        crate::dump_restore::db_arg(db).into(),
         "--table".into(),
         t.qualified().into(),
     ];

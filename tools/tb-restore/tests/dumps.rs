@@ -276,6 +276,171 @@ fn a_table_dropped_after_it_was_loaded_fails_the_restore_by_name() {
     no_temporary_databases(pg, "dropped1");
 }
 
+/// The dump with a statement that keeps psql's server session busy for
+/// `secs` before its trailer (as a long index build would).
+fn slow_dump(sb: &Sandbox, secs: u32) -> PathBuf {
+    edited(sb, "toybox_20260101_030000.sql.gz", |sql| {
+        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
+        format!("{}SELECT pg_sleep({secs});\n{}", &sql[..at], &sql[at..])
+    })
+}
+
+/// Start tb-restore of `dump` into `db` and wait until its psql session
+/// runs `pg_sleep`; the child and the temporary database's name.
+fn restore_until_it_sleeps(pg: &Pg, dump: &Path, db: &str) -> (std::process::Child, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+    pg.env(&mut c);
+    let child = c
+        .arg(dump)
+        .args(["--dbname", db])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = format!("tb_restore_{db}_{}", child.id());
+    tb_testkit::wait_for(60, "the restore to reach pg_sleep", || {
+        let n = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{temp}' AND query LIKE 'SELECT pg_sleep%'"
+            ),
+        );
+        (n.trim() == "1").then_some(())
+    });
+    (child, temp)
+}
+
+/// An interruption while the server runs a long statement of the dump
+/// takes the restore back: its session is ended and the temporary
+/// database dropped (it was left: DROP DATABASE gave up after 5 s while
+/// the killed psql's session still ran).
+#[test]
+fn sigterm_during_a_long_statement_drops_the_temporary_database() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let dump = slow_dump(&sb, 60);
+    let (child, temp) = restore_until_it_sleeps(pg, &dump, "sleepy1");
+    tb_testkit::signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    failed(&out, "interrupted", "SIGTERM");
+    assert!(!exists(pg, &temp), "{temp} left behind");
+    assert!(!exists(pg, "sleepy1"));
+    no_temporary_databases(pg, "sleepy1");
+}
+
+/// A restore killed with SIGKILL leaves its temporary database (marked
+/// with its host and PID); the next restore drops it, ending the session
+/// still in it. A database that is merely named like a temporary one is
+/// never touched (one named tb_restore_prod_2024 was dropped as stale).
+#[test]
+fn a_killed_restores_database_is_dropped_by_the_next_and_look_alikes_are_kept() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("tb_restore_keepme_2024");
+    pg.psql(
+        "tb_restore_keepme_2024",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let slow = slow_dump(&sb, 60);
+    let (mut child, temp) = restore_until_it_sleeps(pg, &slow, "killed1");
+    tb_testkit::signal(child.id(), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    assert!(exists(pg, &temp), "a killed restore cannot clean up");
+    assert!(!exists(pg, "killed1"));
+    let out = restore(pg, &dump().path, &["--dbname", "after_kill1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let removed: Vec<&Value> = events(&recs, "removed");
+    // This restore or one of another test running beside it removed it.
+    assert!(!exists(pg, &temp), "{recs:#?}");
+    assert!(
+        removed
+            .iter()
+            .all(|r| r["dbname"] != "tb_restore_keepme_2024"),
+        "{recs:#?}"
+    );
+    assert!(!exists(pg, &temp));
+    assert_eq!(
+        pg.psql("tb_restore_keepme_2024", "SELECT x FROM precious")
+            .trim(),
+        "42"
+    );
+    // The restored database does not keep the temporary mark.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = 'after_kill1'"
+        )
+        .trim(),
+        ""
+    );
+}
+
+/// psql reads `dbname=…` as connection settings: a target so named was
+/// checked as another database (empty) and replaced without --clean.
+#[test]
+fn a_target_named_like_connection_settings_is_that_database() {
+    let pg = Pg::shared();
+    pg.createdb("conn_empty1");
+    pg.psql("postgres", "CREATE DATABASE \"dbname=conn_empty1\"");
+    pg.psql(
+        "dbname='dbname=conn_empty1'",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let out = restore(pg, &dump().path, &["--dbname", "dbname=conn_empty1"]);
+    failed(&out, "not_empty", "already holds");
+    assert_eq!(
+        pg.psql("dbname='dbname=conn_empty1'", "SELECT x FROM precious")
+            .trim(),
+        "42"
+    );
+}
+
+/// A file that does not match its manifest is damaged, also when psql
+/// stopped on what the damage did to the SQL before the file was read to
+/// its end (it was reported as psql's error).
+#[test]
+fn a_file_that_fails_psql_and_its_manifest_is_called_damaged() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let pad = "-- padding that psql never reads\n".repeat(8 << 20 >> 5);
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE TABLE public.titles",
+            &format!("SELECT 1/0;\n{pad}CREATE TABLE public.titles"),
+            1,
+        )
+    });
+    // The manifest of the good dump beside it, its size made to fit, so
+    // that the file is verified while it streams.
+    let mut m: Value = serde_json::from_slice(
+        &std::fs::read(tb_shared::naming::manifest_path(&dump().path)).unwrap(),
+    )
+    .unwrap();
+    let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["role"] == "dump" {
+            f["name"] = name.clone().into();
+            f["bytes"] = std::fs::metadata(&bad).unwrap().len().into();
+        }
+    }
+    std::fs::write(
+        tb_shared::naming::manifest_path(&bad),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    let out = restore(pg, &bad, &["--dbname", "mismatch1"]);
+    failed(&out, "damaged", "does not match its manifest");
+    assert!(!exists(pg, "mismatch1"));
+    no_temporary_databases(pg, "mismatch1");
+}
+
 #[test]
 fn damaged_files_are_refused_before_anything_is_created() {
     let pg = Pg::shared();
@@ -592,6 +757,17 @@ fn a_meta_command_after_sql_on_the_same_line_is_refused_and_does_not_run() {
     let out = restore(pg, &hostile, &["--dbname", "never8"]);
     failed(&out, "unsafe_archive", "meta-commands");
     assert!(!marker.exists(), "the shell command ran");
+    // tb-check's verify does not call it good either.
+    let v = tb_shared::verify::check_file(&hostile);
+    assert_eq!(v.verdict, tb_shared::verify::Verdict::Damaged);
+    assert!(
+        v.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("psql meta-commands"),
+        "{:?}",
+        v.reason
+    );
     assert!(!exists(pg, "never8"));
     no_temporary_databases(pg, "never8");
 }
