@@ -884,10 +884,13 @@ fn requirements(line: &str, facts: &mut DumpFacts) {
     let mut role_list = |list: &str| {
         let mut rest = list;
         while let Some((name, r)) = ident(rest) {
-            if !matches!(
-                name.to_ascii_uppercase().as_str(),
-                "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"
-            ) || name != name.to_ascii_uppercase()
+            // The keywords only when bare: "PUBLIC" in quotes is a role.
+            let quoted = rest.trim_start().starts_with('"');
+            if quoted
+                || !matches!(
+                    name.to_ascii_uppercase().as_str(),
+                    "PUBLIC" | "CURRENT_USER" | "SESSION_USER" | "CURRENT_ROLE"
+                )
             {
                 facts.roles.insert(name);
             }
@@ -1160,6 +1163,8 @@ mod tests {
             ALTER SCHEMA s OWNER TO \"Odd \"\"Role\"\"\";\n\
             GRANT SELECT ON TABLE public.users TO reader, \"report ing\" WITH GRANT OPTION;\n\
             GRANT ALL ON SCHEMA public TO PUBLIC;\n\
+            ALTER TABLE public.a OWNER TO \"PUBLIC\";\n\
+            GRANT SELECT ON TABLE public.a TO \"CURRENT_USER\", current_user;\n\
             REVOKE ALL ON TABLE public.users FROM old_role;\n\
             ALTER DEFAULT PRIVILEGES FOR ROLE owner_role IN SCHEMA public GRANT SELECT ON TABLES TO reader;\n\
             CREATE FUNCTION public.f() RETURNS void AS $$\nGRANT SELECT ON t TO inside_body;\n$$ LANGUAGE sql;\n";
@@ -1169,7 +1174,9 @@ mod tests {
         assert_eq!(
             roles,
             vec![
+                "CURRENT_USER",
                 "Odd \"Role\"",
+                "PUBLIC",
                 "app",
                 "old_role",
                 "owner_role",

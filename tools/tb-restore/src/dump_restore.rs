@@ -906,7 +906,8 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
 type TableCount = (String, u64, u64);
 
 /// Row counts of `tables` (names as the dump writes them) in `db`; `None`
-/// for a table that is not there. One psql call: the count statements
+/// for a table that is not there (or is no longer a table: a view of the
+/// same name with as many rows passed). One psql call: the count statements
 /// are made by the server and run by psql's `\gexec`.
 fn count_rows(conn: &Conn, db: &str, tables: &[String]) -> Result<Vec<Option<u64>>> {
     if tables.is_empty() {
@@ -925,7 +926,8 @@ fn count_rows(conn: &Conn, db: &str, tables: &[String]) -> Result<Vec<Option<u64
         "SELECT pg_catalog.format('SELECT %s, count(*) FROM %s%s;', v.i, \
          CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.oid::pg_catalog.regclass) \
          FROM (VALUES {}) AS v(i, t) \
-         JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(v.t) ORDER BY v.i\n\\gexec\n",
+         JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(v.t) AND c.relkind IN ('r', 'p') \
+         ORDER BY v.i\n\\gexec\n",
         values.join(", ")
     );
     let out = psql(conn, db, &sql)?;
@@ -1172,7 +1174,7 @@ fn restore_core(
                 Some(n) if n == want => {}
                 Some(n) => bad.push(format!("{name}: {n} rows, the dump has {want}")),
                 None => bad.push(format!(
-                    "{name}: not in the restored database, the dump has {want} rows"
+                    "{name}: not a table in the restored database, the dump has {want} rows"
                 )),
             }
             rows.push((name.clone(), n.unwrap_or(0), want));

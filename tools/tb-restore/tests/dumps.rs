@@ -255,7 +255,7 @@ fn a_table_dropped_after_it_was_loaded_fails_the_restore_by_name() {
     let recs = failed(
         &out,
         "damaged",
-        "public.cards: not in the restored database, the dump has",
+        "public.cards: not a table in the restored database, the dump has",
     );
     let tables = events(&recs, "table");
     let cards: Vec<&&Value> = tables
@@ -439,6 +439,35 @@ fn a_file_that_fails_psql_and_its_manifest_is_called_damaged() {
     failed(&out, "damaged", "does not match its manifest");
     assert!(!exists(pg, "mismatch1"));
     no_temporary_databases(pg, "mismatch1");
+}
+
+/// A table replaced at the end of the dump by a view with as many rows
+/// is not the table (its count passed).
+#[test]
+fn a_table_replaced_by_a_view_of_as_many_rows_fails_the_restore() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(tb_shared::naming::manifest_path(&dump().path)).unwrap(),
+    )
+    .unwrap();
+    let n = m["database"]["tables"]["public.cards"].as_u64().unwrap();
+    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
+        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
+        format!(
+            "{}DROP TABLE public.cards CASCADE;\nCREATE VIEW public.cards AS SELECT generate_series(1, {n}) AS id;\n{}",
+            &sql[..at],
+            &sql[at..]
+        )
+    });
+    let out = restore(pg, &bad, &["--dbname", "viewed1"]);
+    failed(
+        &out,
+        "damaged",
+        "public.cards: not a table in the restored database",
+    );
+    assert!(!exists(pg, "viewed1"));
+    no_temporary_databases(pg, "viewed1");
 }
 
 #[test]
