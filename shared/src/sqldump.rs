@@ -228,6 +228,8 @@ pub struct DumpScanner {
     /// The current line starts with a backslash in plain SQL: a psql
     /// meta-command (allowed only if it is `\restrict`/`\unrestrict`).
     line_meta: bool,
+    /// The current line's bytes are not passed on ([`Self::feed_kept`]).
+    line_dropped: bool,
     /// `SET standard_conforming_strings = off` is in force: backslashes
     /// escape in every string, as psql then reads them.
     scs_off: bool,
@@ -357,6 +359,7 @@ impl DumpScanner {
             line_tabs: 0,
             line_seen: false,
             line_meta: false,
+            line_dropped: false,
             scs_off: false,
             copy: None,
             stmt: Stmt::default(),
@@ -371,7 +374,33 @@ impl DumpScanner {
     }
 
     /// Feed the next bytes.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    pub fn feed(&mut self, data: &[u8]) {
+        self.feed_inner(data, None);
+    }
+
+    /// [`feed`](Self::feed), and say which bytes of `data` to pass on to
+    /// psql (`keep`: ranges, in order): all but the lines of plain SQL that
+    /// begin with a backslash, whose bytes are left out (their line end
+    /// kept, so psql's line numbers stay the dump's). Such a line is
+    /// pg_dump's `\restrict`/`\unrestrict`, or a meta-command the scanner
+    /// refuses anyway.
+    pub fn feed_kept(&mut self, data: &[u8], keep: &mut Vec<(usize, usize)>) {
+        keep.clear();
+        self.feed_inner(data, Some(keep));
+    }
+
+    fn feed_inner(&mut self, mut data: &[u8], mut keep: Option<&mut Vec<(usize, usize)>>) {
+        let mut at = 0usize;
+        let kept = |keep: &mut Option<&mut Vec<(usize, usize)>>, a: usize, b: usize| {
+            if let Some(k) = keep.as_deref_mut()
+                && a < b
+            {
+                match k.last_mut() {
+                    Some(last) if last.1 == a => last.1 = b,
+                    _ => k.push((a, b)),
+                }
+            }
+        };
         self.facts.raw_bytes += data.len() as u64;
         self.keep_tail(data);
         while !data.is_empty() {
@@ -385,26 +414,40 @@ impl DumpScanner {
                 self.line_len += piece.len();
                 match end {
                     Some(i) => {
+                        kept(&mut keep, at, at + i + 1);
                         self.end_data_line();
                         data = &data[i + 1..];
+                        at += i + 1;
                     }
-                    None => break,
+                    None => {
+                        kept(&mut keep, at, at + data.len());
+                        break;
+                    }
                 }
             } else {
                 let end = memchr::memchr(b'\n', data);
                 let piece = &data[..end.unwrap_or(data.len())];
+                if self.line_len == 0 && matches!(self.lex, Lex::Normal) {
+                    self.line_dropped = piece.first() == Some(&b'\\');
+                }
                 for &b in piece {
                     self.lex_byte(b);
                 }
                 self.keep_line(piece);
+                if !self.line_dropped {
+                    kept(&mut keep, at, at + piece.len());
+                }
                 match end {
                     Some(i) => {
+                        kept(&mut keep, at + i, at + i + 1);
                         self.lex_byte(b'\n');
                         if self.line_meta {
                             self.line_meta_end();
                         }
                         self.end_statement_line();
+                        self.line_dropped = false;
                         data = &data[i + 1..];
+                        at += i + 1;
                     }
                     None => break,
                 }
@@ -1254,6 +1297,27 @@ mod tests {
             if !found {
                 assert!(!sc.in_copy_data(), "{sql}");
             }
+        }
+    }
+
+    /// What is passed on to psql: everything but the backslash lines of
+    /// plain SQL (their line ends kept), in any pieces.
+    #[test]
+    fn backslash_lines_of_sql_are_left_out_of_what_psql_gets() {
+        let sql = "\\restrict K\nSELECT 1;\nCOPY t (a) FROM stdin;\n\\N\n\\.\nSELECT '\n\\x';\n\\unrestrict K\n";
+        let want = "\nSELECT 1;\nCOPY t (a) FROM stdin;\n\\N\n\\.\nSELECT '\n\\x';\n\n";
+        for piece in [1, 2, 3, 5, 7, 100] {
+            let mut sc = DumpScanner::new(DumpKind::Database);
+            let mut out = Vec::new();
+            let mut keep = Vec::new();
+            for p in sql.as_bytes().chunks(piece) {
+                sc.feed_kept(p, &mut keep);
+                for &(a, b) in &keep {
+                    out.extend_from_slice(&p[a..b]);
+                }
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), want, "pieces of {piece}");
+            assert!(!sc.has_meta_commands());
         }
     }
 

@@ -101,6 +101,49 @@ pub fn db_arg(name: &str) -> String {
     }
 }
 
+/// Whether the psql that loads the dump has `\restrict` (13.22, 14.19,
+/// 15.14, 16.10, 17.6 and later): `psql --version`.
+fn psql_restricts(conn: &Conn) -> bool {
+    let args: Vec<OsString> = vec!["--version".into()];
+    let Ok(out) = conn.command("psql", &args).stdin(Stdio::null()).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = text.split_whitespace().nth(2) else {
+        return false;
+    };
+    let mut parts = v.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    restricts(major, minor)
+}
+
+fn restricts(major: u32, minor: u32) -> bool {
+    match major {
+        0..=12 => false,
+        13 => minor >= 22,
+        14 => minor >= 19,
+        15 => minor >= 14,
+        16 => minor >= 10,
+        17 => minor >= 6,
+        _ => true,
+    }
+}
+
+/// A key the dump cannot guess: 128 random bits, as hex.
+fn restrict_key() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// A database other than the target to run administrative statements in.
 const MAINTENANCE_DB: &str = "postgres";
 
@@ -697,27 +740,29 @@ pub(crate) const LOAD_SETTINGS: &str = "SET synchronous_commit = off;";
 /// slower (measured against `gunzip -c | psql`).
 fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     let db = &db_arg(db);
+    // psql itself refuses every meta-command of the dump: it runs
+    // restricted (`\restrict`) with a key of ours that the dump cannot
+    // know, and the dump's own `\restrict`/`\unrestrict` lines are left
+    // out of what it gets. The scanner's refusal comes first, but it is a
+    // model of psql's lexer and a model can be wrong; this cannot.
+    let restrict = psql_restricts(conn).then(restrict_key);
     let source: Box<dyn Read> = match &input.path {
         Some(p) => Box::new(
             std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?,
         ),
         None => Box::new(io::stdin().lock()),
     };
-    let args: Vec<OsString> = [
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        db,
-        "-c",
-        LOAD_SETTINGS,
-        "-f",
-        "-",
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
+    let mut args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
+        .iter()
+        .map(Into::into)
+        .collect();
+    if let Some(key) = &restrict {
+        args.push("-c".into());
+        args.push(format!("\\restrict {key}").into());
+    }
+    for a in ["-c", LOAD_SETTINGS, "-f", "-"] {
+        args.push(a.into());
+    }
     let mut cmd = conn.command("psql", &args);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -755,13 +800,16 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     // Why feeding stopped early, when it did.
     let mut send_error: Option<anyhow::Error> = None;
     let mut psql_gone = false;
+    // What of each piece goes to psql: all but the backslash lines of
+    // plain SQL (pg_dump's own \restrict: psql is restricted by ours).
+    let mut keep = Vec::new();
     let mut feed = |piece: &[u8]| -> io::Result<()> {
         let stop = || Err(io::Error::other("feeding psql stopped"));
         if let Err(e) = signals::check() {
             send_error = Some(e);
             return stop();
         }
-        scanner.feed(piece);
+        scanner.feed_kept(piece, &mut keep);
         if scanner.has_meta_commands() {
             // Never hand psql a `\!` (or any other meta-command).
             send_error = Some(anyhow::Error::new(Failure::new(
@@ -773,7 +821,11 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             )));
             return stop();
         }
-        if !psql_gone && stdin.write_all(piece).is_err() {
+        if !psql_gone
+            && keep
+                .iter()
+                .any(|&(a, b)| stdin.write_all(&piece[a..b]).is_err())
+        {
             psql_gone = true; // its stderr says why
         }
         if psql_gone && input.path.is_none() {
@@ -861,6 +913,24 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         });
     }
     if !status.success() {
+        if let Some(l) = said
+            .lines()
+            .find(|l| l.contains("backslash commands are restricted"))
+        {
+            let at = l
+                .split(':')
+                .nth(2)
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .map(|n| format!(" at line {n}"))
+                .unwrap_or_default();
+            bail!(Failure::new(
+                Cause::UnsafeArchive,
+                format!(
+                    "'{}' holds a psql meta-command{at} that pg_dump never writes; psql refused it (tb-restore runs psql restricted), and nothing it held was run",
+                    input.shown()
+                )
+            ));
+        }
         if let Some((line, msg)) = first_error(&said) {
             let at = match line {
                 Some(n) => {
@@ -1340,6 +1410,15 @@ mod tests {
         assert_eq!(db_arg("dbname=empty"), "dbname='dbname=empty'");
         assert_eq!(db_arg("a=b'c\\d"), "dbname='a=b\\'c\\\\d'");
         assert_eq!(db_arg("postgresql://h/db"), "dbname='postgresql://h/db'");
+    }
+
+    #[test]
+    fn psql_versions_with_restrict() {
+        assert!(restricts(15, 14) && restricts(15, 18) && restricts(18, 0));
+        assert!(!restricts(15, 13) && !restricts(16, 2) && !restricts(12, 99));
+        assert!(restricts(13, 22) && restricts(14, 19) && restricts(16, 10) && restricts(17, 6));
+        assert_eq!(restrict_key().len(), 32);
+        assert_ne!(restrict_key(), restrict_key());
     }
 
     #[test]

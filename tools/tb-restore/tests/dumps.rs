@@ -801,6 +801,42 @@ fn a_meta_command_after_sql_on_the_same_line_is_refused_and_does_not_run() {
     no_temporary_databases(pg, "never8");
 }
 
+/// psql refuses the dump's meta-commands itself: it runs restricted with a
+/// key of tb-restore's. A carriage return ends a `--` comment for psql, not
+/// for the scanner, so the `\!` after it passes the scanner; psql refuses it.
+#[test]
+fn a_meta_command_the_scanner_misses_is_refused_by_psql_itself() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let marker = sb.join("pwned-cr");
+    let hostile = edited(&sb, "toybox_20260110_030000.sql.gz", |sql| {
+        sql.replacen(
+            "CREATE SCHEMA game;",
+            &format!(
+                "-- a note\r\\! touch {}\nCREATE SCHEMA game;",
+                marker.display()
+            ),
+            1,
+        )
+    });
+    for (how, out) in [
+        ("file", restore(pg, &hostile, &["--dbname", "never9"])),
+        ("stdin", {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+            pg.env(&mut c);
+            c.args(["-", "--dbname", "never9"])
+                .stdin(std::fs::File::open(&hostile).unwrap())
+                .output()
+                .unwrap()
+        }),
+    ] {
+        failed(&out, "unsafe_archive", "psql refused it");
+        assert!(!marker.exists(), "the shell command ran ({how})");
+        assert!(!exists(pg, "never9"), "{how}");
+    }
+    no_temporary_databases(pg, "never9");
+}
+
 #[test]
 fn templates_and_prepared_databases_are_never_replaced_behind_your_back() {
     let pg = Pg::shared();
