@@ -103,7 +103,7 @@ pub fn db_arg(name: &str) -> String {
 
 /// Whether the psql that loads the dump has `\restrict` (13.22, 14.19,
 /// 15.14, 16.10, 17.6 and later): `psql --version`.
-fn psql_restricts(conn: &Conn) -> bool {
+pub(crate) fn psql_restricts(conn: &Conn) -> bool {
     let args: Vec<OsString> = vec!["--version".into()];
     let Ok(out) = conn.command("psql", &args).stdin(Stdio::null()).output() else {
         return false;
@@ -136,7 +136,7 @@ fn restricts(major: u32, minor: u32) -> bool {
 }
 
 /// A key the dump cannot guess: 128 random bits, as hex.
-fn restrict_key() -> String {
+pub(crate) fn restrict_key() -> String {
     let mut b = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut b);

@@ -804,7 +804,8 @@ fn into_existing(
             )?;
             refs.extend(out.lines().filter(|l| !l.is_empty()).map(str::to_string));
         }
-        writeln!(w, "\\set ON_ERROR_STOP on")?;
+        // (psql gets ON_ERROR_STOP on its command line: no meta-command
+        // here, psql runs restricted.)
         for t in tables {
             writeln!(w, "DROP TABLE {} CASCADE;", t.qualified())?;
         }
@@ -827,7 +828,7 @@ fn into_existing(
     let (skipped, taken) = built?;
     report_fks(&skipped, rep);
     rep.emit(extracted_record(tables, &taken));
-    let args_psql: Vec<std::ffi::OsString> = [
+    let mut args_psql: Vec<std::ffi::OsString> = [
         "-X",
         "-q",
         "-v",
@@ -835,16 +836,35 @@ fn into_existing(
         "--single-transaction",
         "-d",
         &crate::dump_restore::db_arg(target),
-        "-f",
-        "-",
     ]
     .iter()
     .map(Into::into)
     .collect();
+    // As for whole dumps: psql runs restricted with a key of ours, and gets
+    // the SQL without its backslash lines (the dump's \restrict).
+    if crate::dump_restore::psql_restricts(&conn) {
+        args_psql.push("-c".into());
+        args_psql.push(format!("\\restrict {}", crate::dump_restore::restrict_key()).into());
+    }
+    args_psql.push("-f".into());
+    args_psql.push("-".into());
+    let filtered = without_backslash_lines(&path)?;
     let mut cmd = conn.command("psql", &args_psql);
-    cmd.stdin(std::fs::File::open(&path).context("cannot read the extracted SQL")?)
+    cmd.stdin(std::fs::File::open(&filtered).context("cannot read the extracted SQL")?)
         .stdout(std::process::Stdio::null());
-    let out = cmd.output().context("cannot run psql")?;
+    let out = cmd.output().context("cannot run psql");
+    let _ = std::fs::remove_file(&filtered);
+    let out = out?;
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("backslash commands are restricted")
+    {
+        bail!(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "the dump holds a psql meta-command that pg_dump never writes; psql refused it, the replacement was rolled back and '{target}' is as it was"
+            )
+        ));
+    }
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         let first = said
@@ -886,6 +906,49 @@ fn into_existing(
     rep.summary_field("restored", tables.len());
     rep.summary_field("dbname", target);
     Ok(rep.outcome())
+}
+
+/// A copy of the SQL file `path` (beside it, 0600) without the backslash
+/// lines of plain SQL ([`DumpScanner::feed_kept`]); refused when it holds
+/// a meta-command the scanner sees.
+fn without_backslash_lines(path: &Path) -> Result<PathBuf> {
+    let out_path = path.with_extension("psql");
+    let mut input =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&out_path)
+        .with_context(|| format!("cannot write '{}'", out_path.display()))?;
+    let mut scanner = tb_shared::sqldump::DumpScanner::new(tb_shared::sqldump::DumpKind::Database);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut keep = Vec::new();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = std::fs::remove_file(&out_path);
+                return Err(e).context("cannot read the extracted SQL");
+            }
+        };
+        scanner.feed_kept(&buf[..n], &mut keep);
+        if scanner.has_meta_commands() {
+            let _ = std::fs::remove_file(&out_path);
+            bail!(Failure::new(
+                Cause::UnsafeArchive,
+                "the dump holds psql meta-commands that pg_dump never writes: refused before psql saw them".to_string()
+            ));
+        }
+        for &(a, b) in &keep {
+            out.write_all(&buf[a..b])
+                .context("cannot write the SQL for psql")?;
+        }
+    }
+    Ok(out_path)
 }
 
 /// `pg_dump --table` of one live table into a gzipped file, checked complete.
