@@ -390,17 +390,9 @@ impl DumpScanner {
     }
 
     fn feed_inner(&mut self, mut data: &[u8], mut keep: Option<&mut Vec<(usize, usize)>>) {
-        let mut at = 0usize;
-        let kept = |keep: &mut Option<&mut Vec<(usize, usize)>>, a: usize, b: usize| {
-            if let Some(k) = keep.as_deref_mut()
-                && a < b
-            {
-                match k.last_mut() {
-                    Some(last) if last.1 == a => last.1 = b,
-                    _ => k.push((a, b)),
-                }
-            }
-        };
+        // `at`: where `data` now starts in what was fed; `from`: where the
+        // bytes kept since the last left-out line start.
+        let (total, mut at, mut from) = (data.len(), 0usize, 0usize);
         self.facts.raw_bytes += data.len() as u64;
         self.keep_tail(data);
         while !data.is_empty() {
@@ -414,15 +406,11 @@ impl DumpScanner {
                 self.line_len += piece.len();
                 match end {
                     Some(i) => {
-                        kept(&mut keep, at, at + i + 1);
                         self.end_data_line();
                         data = &data[i + 1..];
                         at += i + 1;
                     }
-                    None => {
-                        kept(&mut keep, at, at + data.len());
-                        break;
-                    }
+                    None => break,
                 }
             } else {
                 let end = memchr::memchr(b'\n', data);
@@ -434,12 +422,16 @@ impl DumpScanner {
                     self.lex_byte(b);
                 }
                 self.keep_line(piece);
-                if !self.line_dropped {
-                    kept(&mut keep, at, at + piece.len());
+                if self.line_dropped {
+                    if let Some(k) = keep.as_deref_mut()
+                        && from < at
+                    {
+                        k.push((from, at));
+                    }
+                    from = at + piece.len();
                 }
                 match end {
                     Some(i) => {
-                        kept(&mut keep, at + i, at + i + 1);
                         self.lex_byte(b'\n');
                         if self.line_meta {
                             self.line_meta_end();
@@ -452,6 +444,11 @@ impl DumpScanner {
                     None => break,
                 }
             }
+        }
+        if let Some(k) = keep
+            && from < total
+        {
+            k.push((from, total));
         }
     }
 

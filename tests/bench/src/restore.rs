@@ -672,6 +672,17 @@ fn measure_tb(
     Ok((run, load))
 }
 
+/// Run the standard recipe into a new `STD_DB` on a settled server.
+fn measure_std(cluster: &Cluster, dump: &Path, postmaster: Option<i32>) -> Result<(Run, Load)> {
+    drop_db(cluster, STD_DB)?;
+    settle(cluster)?;
+    let mut cmd = cluster.command("bash");
+    cmd.args(["-c", STD_SCRIPT, "bash"]).arg(dump).arg(STD_DB);
+    let (run, load) = observe(&cmd, postmaster)?;
+    run.expect_codes("createdb && gunzip -c | psql", &[0])?;
+    Ok((run, load))
+}
+
 /// The tb-restore run of median wall time, with the median own peak RSS.
 fn median_tb(runs: &[TbRun]) -> TbRun {
     let mut sorted = runs.to_vec();
@@ -718,15 +729,7 @@ fn bench_restores(
     // was made (or the server started) was up to a third slower, and it
     // would always have been the same command's.
     progress!("warm-up: the standard recipe once, not measured");
-    drop_db(cluster, STD_DB)?;
-    settle(cluster)?;
-    let mut cmd = cluster.command("bash");
-    cmd.args(["-c", STD_SCRIPT, "bash"])
-        .arg(&dump.path)
-        .arg(STD_DB);
-    observe(&cmd, postmaster)?
-        .0
-        .expect_codes("createdb && gunzip -c | psql (warm-up)", &[0])?;
+    measure_std(cluster, &dump.path, postmaster)?;
     drop_db(cluster, STD_DB)?;
 
     let mut tb = Vec::new();
@@ -765,14 +768,7 @@ fn bench_restores(
                 res.tb_counts = count_rows(cluster, TB_DB)?;
                 drop_db(cluster, TB_DB)?;
             } else {
-                drop_db(cluster, STD_DB)?;
-                settle(cluster)?;
-                let mut cmd = cluster.command("bash");
-                cmd.args(["-c", STD_SCRIPT, "bash"])
-                    .arg(&dump.path)
-                    .arg(STD_DB);
-                let (run, load) = observe(&cmd, postmaster)?;
-                run.expect_codes("createdb && gunzip -c | psql", &[0])?;
+                let (run, load) = measure_std(cluster, &dump.path, postmaster)?;
                 progress!(
                     "createdb && gunzip -c | psql{round}: {} wall, {} CPU{}",
                     secs(run.usage.wall),

@@ -103,7 +103,7 @@ pub fn db_arg(name: &str) -> String {
 
 /// Whether the psql that loads the dump has `\restrict` (13.22, 14.19,
 /// 15.14, 16.10, 17.6 and later): `psql --version`.
-pub(crate) fn psql_restricts(conn: &Conn) -> bool {
+fn psql_restricts(conn: &Conn) -> bool {
     let args: Vec<OsString> = vec!["--version".into()];
     let Ok(out) = conn.command("psql", &args).stdin(Stdio::null()).output() else {
         return false;
@@ -136,12 +136,40 @@ fn restricts(major: u32, minor: u32) -> bool {
 }
 
 /// A key the dump cannot guess: 128 random bits, as hex.
-pub(crate) fn restrict_key() -> String {
+fn restrict_key() -> String {
     let mut b = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut b);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The psql arguments that make it refuse every meta-command: `-c
+/// '\restrict KEY'` with a key the dump cannot know (none when psql is
+/// too old to have it). What psql then gets must not hold the dump's own
+/// `\restrict` lines ([`DumpScanner::feed_kept`] leaves them out).
+pub(crate) fn restrict_args(conn: &Conn) -> Vec<OsString> {
+    if psql_restricts(conn) {
+        vec!["-c".into(), format!("\\restrict {}", restrict_key()).into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Whether psql stopped because it refused a meta-command (it ran
+/// restricted), and at which line.
+pub(crate) fn refused_meta_command(stderr: &str) -> Option<Option<u64>> {
+    stderr
+        .lines()
+        .find(|l| l.contains("backslash commands are restricted"))
+        .map(psql_line)
+}
+
+/// The line of a psql message: `psql:<stdin>:123: ERROR:  …`.
+fn psql_line(l: &str) -> Option<u64> {
+    l.split(':')
+        .nth(2)
+        .and_then(|n| n.trim().parse::<u64>().ok())
 }
 
 /// A database other than the target to run administrative statements in.
@@ -693,11 +721,7 @@ fn first_error(stderr: &str) -> Option<(Option<u64>, String)> {
     let l = stderr
         .lines()
         .find(|l| l.contains("ERROR:") || l.contains("FATAL:"))?;
-    // psql:<stdin>:123: ERROR:  message
-    let line = l
-        .split(':')
-        .nth(2)
-        .and_then(|n| n.trim().parse::<u64>().ok());
+    let line = psql_line(l);
     let msg = l
         .find("ERROR:")
         .or_else(|| l.find("FATAL:"))
@@ -745,7 +769,6 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     // know, and the dump's own `\restrict`/`\unrestrict` lines are left
     // out of what it gets. The scanner's refusal comes first, but it is a
     // model of psql's lexer and a model can be wrong; this cannot.
-    let restrict = psql_restricts(conn).then(restrict_key);
     let source: Box<dyn Read> = match &input.path {
         Some(p) => Box::new(
             std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?,
@@ -756,10 +779,7 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         .iter()
         .map(Into::into)
         .collect();
-    if let Some(key) = &restrict {
-        args.push("-c".into());
-        args.push(format!("\\restrict {key}").into());
-    }
+    args.extend(restrict_args(conn));
     for a in ["-c", LOAD_SETTINGS, "-f", "-"] {
         args.push(a.into());
     }
@@ -913,16 +933,8 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         });
     }
     if !status.success() {
-        if let Some(l) = said
-            .lines()
-            .find(|l| l.contains("backslash commands are restricted"))
-        {
-            let at = l
-                .split(':')
-                .nth(2)
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .map(|n| format!(" at line {n}"))
-                .unwrap_or_default();
+        if let Some(line) = refused_meta_command(&said) {
+            let at = line.map(|n| format!(" at line {n}")).unwrap_or_default();
             bail!(Failure::new(
                 Cause::UnsafeArchive,
                 format!(

@@ -842,10 +842,7 @@ fn into_existing(
     .collect();
     // As for whole dumps: psql runs restricted with a key of ours, and gets
     // the SQL without its backslash lines (the dump's \restrict).
-    if crate::dump_restore::psql_restricts(&conn) {
-        args_psql.push("-c".into());
-        args_psql.push(format!("\\restrict {}", crate::dump_restore::restrict_key()).into());
-    }
+    args_psql.extend(crate::dump_restore::restrict_args(&conn));
     args_psql.push("-f".into());
     args_psql.push("-".into());
     let filtered = without_backslash_lines(&path)?;
@@ -856,7 +853,8 @@ fn into_existing(
     let _ = std::fs::remove_file(&filtered);
     let out = out?;
     if !out.status.success()
-        && String::from_utf8_lossy(&out.stderr).contains("backslash commands are restricted")
+        && crate::dump_restore::refused_meta_command(&String::from_utf8_lossy(&out.stderr))
+            .is_some()
     {
         bail!(Failure::new(
             Cause::UnsafeArchive,

@@ -73,6 +73,15 @@ fn failed(out: &Output, cause: &str, says: &str) -> Vec<Value> {
     recs
 }
 
+/// A copy of the dump with `sql` added just before its completion
+/// trailer (so the dump stays complete), no manifest.
+fn with_before_trailer(sb: &Sandbox, sql: &str) -> PathBuf {
+    edited(sb, "toybox_20260101_030000.sql.gz", |dump| {
+        let at = dump.rfind("-- PostgreSQL database dump complete").unwrap();
+        format!("{}{sql}\n{}", &dump[..at], &dump[at..])
+    })
+}
+
 /// A modified copy of the dump (decompressed, edited, gzipped), no manifest.
 fn edited(sb: &Sandbox, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let sql = String::from_utf8(tb_testkit::gunzip(&dump().path)).unwrap();
@@ -243,14 +252,7 @@ fn a_statement_failing_early_in_a_large_dump_is_named_not_called_damage() {
 fn a_table_dropped_after_it_was_loaded_fails_the_restore_by_name() {
     let pg = Pg::shared();
     let sb = Sandbox::new();
-    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
-        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
-        format!(
-            "{}DROP TABLE public.cards CASCADE;\n{}",
-            &sql[..at],
-            &sql[at..]
-        )
-    });
+    let bad = with_before_trailer(&sb, "DROP TABLE public.cards CASCADE;");
     let out = restore(pg, &bad, &["--dbname", "dropped1"]);
     let recs = failed(
         &out,
@@ -279,10 +281,7 @@ fn a_table_dropped_after_it_was_loaded_fails_the_restore_by_name() {
 /// The dump with a statement that keeps psql's server session busy for
 /// `secs` before its trailer (as a long index build would).
 fn slow_dump(sb: &Sandbox, secs: u32) -> PathBuf {
-    edited(sb, "toybox_20260101_030000.sql.gz", |sql| {
-        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
-        format!("{}SELECT pg_sleep({secs});\n{}", &sql[..at], &sql[at..])
-    })
+    with_before_trailer(sb, &format!("SELECT pg_sleep({secs});"))
 }
 
 /// Start tb-restore of `dump` into `db` and wait until its psql session
@@ -452,14 +451,12 @@ fn a_table_replaced_by_a_view_of_as_many_rows_fails_the_restore() {
     )
     .unwrap();
     let n = m["database"]["tables"]["public.cards"].as_u64().unwrap();
-    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
-        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
-        format!(
-            "{}DROP TABLE public.cards CASCADE;\nCREATE VIEW public.cards AS SELECT generate_series(1, {n}) AS id;\n{}",
-            &sql[..at],
-            &sql[at..]
-        )
-    });
+    let bad = with_before_trailer(
+        &sb,
+        &format!(
+            "DROP TABLE public.cards CASCADE;\nCREATE VIEW public.cards AS SELECT generate_series(1, {n}) AS id;"
+        ),
+    );
     let out = restore(pg, &bad, &["--dbname", "viewed1"]);
     failed(
         &out,
@@ -1049,10 +1046,7 @@ fn rows_removed_after_they_were_loaded_fail_the_restore() {
     let sb = Sandbox::new();
     // Loaded whole, then emptied by a later statement: counting what psql
     // loaded would call this done.
-    let bad = edited(&sb, "toybox_20260101_030000.sql.gz", |sql| {
-        let at = sql.rfind("-- PostgreSQL database dump complete").unwrap();
-        format!("{}DELETE FROM public.cards;\n{}", &sql[..at], &sql[at..])
-    });
+    let bad = with_before_trailer(&sb, "DELETE FROM public.cards;");
     let out = restore(pg, &bad, &["--dbname", "emptied1"]);
     failed(&out, "damaged", "public.cards: 0 rows, the dump has");
     assert!(!exists(pg, "emptied1"));
