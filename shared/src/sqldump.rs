@@ -59,6 +59,42 @@ impl DumpKind {
 }
 
 const MAX_LINE: usize = 64 << 10;
+
+/// The longest statement line [`LineKind`] classifies by its text (longer
+/// ones are [`LineKind::Other`], a long `COPY` line is `CopyStart` with
+/// `long`).
+pub const LINE_CAP: usize = MAX_LINE;
+
+/// What a line of the dump was, as psql will take it ([`DumpScanner::feed_lines`]).
+/// The rows of a COPY block give no event of their own: the block ends
+/// with [`LineKind::CopyEnd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// Blank, or a `--` comment, between statements.
+    Quiet,
+    /// A backslash line of plain SQL (pg_dump's `\restrict`): psql does
+    /// not get it, only its line end.
+    Dropped,
+    /// One whole statement that only sets session state, as pg_dump writes
+    /// it: `SET …;` or `SELECT pg_catalog.set_config(…);`.
+    Session,
+    /// One whole `SELECT pg_catalog.setval(…);` (a sequence's value).
+    Setval,
+    /// A `COPY … FROM stdin;` that starts data; `long` when the line is
+    /// longer than [`LINE_CAP`].
+    CopyStart { long: bool },
+    /// The `\.` that ends a COPY block; `lines`: the block's lines after
+    /// its COPY line (rows and the `\.`).
+    CopyEnd { lines: u64 },
+    /// A statement (or part of one) that changes the session or the order
+    /// of things so that the data of two tables may not load side by side
+    /// before it: a transaction (`BEGIN`, `COMMIT`…), `RESET`/`DISCARD`,
+    /// a `SET` or `set_config` other than one [`LineKind::Session`] line,
+    /// `DO`, a trigger or rule, a temporary object, a cursor, a lock.
+    Barrier,
+    /// Anything else.
+    Other,
+}
 const LINE_TAIL: usize = 32;
 const TAIL: usize = 4096;
 
@@ -244,6 +280,8 @@ pub struct DumpScanner {
     headers: u32,
     unrestricted: Option<String>,
     garbled: Option<String>,
+    /// The kind of the statement line that just ended.
+    last_kind: LineKind,
 }
 
 /// What the scanner learned.
@@ -370,12 +408,22 @@ impl DumpScanner {
             headers: 0,
             unrestricted: None,
             garbled: None,
+            last_kind: LineKind::Quiet,
         }
     }
 
     /// Feed the next bytes.
     pub fn feed(&mut self, data: &[u8]) {
-        self.feed_inner(data, None);
+        self.feed_inner(data, None, None);
+    }
+
+    /// [`feed`](Self::feed), and say what each line that ended in `data`
+    /// was: `(end, kind)`, `end` just after its `\n`, for every line of
+    /// plain SQL and for the `\.` that ends a COPY block (its rows give no
+    /// event). A line whose end is in a later piece is told there.
+    pub fn feed_lines(&mut self, data: &[u8], events: &mut Vec<(usize, LineKind)>) {
+        events.clear();
+        self.feed_inner(data, None, Some(events));
     }
 
     /// [`feed`](Self::feed), and say which bytes of `data` to pass on to
@@ -386,10 +434,15 @@ impl DumpScanner {
     /// refuses anyway.
     pub fn feed_kept(&mut self, data: &[u8], keep: &mut Vec<(usize, usize)>) {
         keep.clear();
-        self.feed_inner(data, Some(keep));
+        self.feed_inner(data, Some(keep), None);
     }
 
-    fn feed_inner(&mut self, mut data: &[u8], mut keep: Option<&mut Vec<(usize, usize)>>) {
+    fn feed_inner(
+        &mut self,
+        mut data: &[u8],
+        mut keep: Option<&mut Vec<(usize, usize)>>,
+        mut events: Option<&mut Vec<(usize, LineKind)>>,
+    ) {
         // `at`: where `data` now starts in what was fed; `from`: where the
         // bytes kept since the last left-out line start.
         let (total, mut at, mut from) = (data.len(), 0usize, 0usize);
@@ -406,7 +459,11 @@ impl DumpScanner {
                 self.line_len += piece.len();
                 match end {
                     Some(i) => {
-                        self.end_data_line();
+                        if let Some(lines) = self.end_data_line()
+                            && let Some(ev) = events.as_deref_mut()
+                        {
+                            ev.push((at + i + 1, LineKind::CopyEnd { lines }));
+                        }
                         data = &data[i + 1..];
                         at += i + 1;
                     }
@@ -437,6 +494,9 @@ impl DumpScanner {
                             self.line_meta_end();
                         }
                         self.end_statement_line();
+                        if let Some(ev) = events.as_deref_mut() {
+                            ev.push((at + i + 1, self.last_kind));
+                        }
                         self.line_dropped = false;
                         data = &data[i + 1..];
                         at += i + 1;
@@ -688,14 +748,18 @@ impl DumpScanner {
         }
     }
 
-    fn end_data_line(&mut self) {
+    /// A data line ended; `Some(lines)` when it was the `\.` that ends the
+    /// block (`lines`: its rows and the `\.`).
+    fn end_data_line(&mut self) -> Option<u64> {
         // `\.` ends the data, also with a CRLF line end (psql takes it so).
         let done = (self.line_len == 2 && self.line == b"\\.")
             || (self.line_len == 3 && self.line == b"\\.\r");
         let tabs = self.line_tabs;
+        let mut ended = None;
         if let Some(copy) = &mut self.copy {
             if done {
                 let copy = self.copy.take().unwrap_or_else(|| unreachable!());
+                ended = Some(copy.rows + 1);
                 *self.tables.entry(copy.table).or_insert(0) += copy.rows;
             } else {
                 copy.rows += 1;
@@ -711,16 +775,112 @@ impl DumpScanner {
             }
         }
         self.reset_line();
+        ended
     }
 
     fn end_statement_line(&mut self) {
+        let copy_before = self.copy.is_some();
         if self.line_normal && matches!(self.lex, Lex::Normal) {
             self.statement_line();
         } else if self.line_normal {
             // A line that starts in plain SQL but opens a string may still
             // be a psql meta-command or a header comment: not our concern.
         }
+        self.last_kind = self.line_kind(copy_before);
         self.reset_line();
+    }
+
+    /// What the statement line that just ended is (see [`LineKind`]).
+    fn line_kind(&self, copy_before: bool) -> LineKind {
+        if self.line_dropped {
+            return LineKind::Dropped;
+        }
+        if !copy_before && self.copy.is_some() {
+            return LineKind::CopyStart {
+                long: self.line_len > MAX_LINE,
+            };
+        }
+        let text = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+        let text = text.trim_ascii();
+        let whole = self.line_len <= MAX_LINE;
+        let word = |w: &[u8]| {
+            text.len() >= w.len()
+                && text[..w.len()].eq_ignore_ascii_case(w)
+                && text.get(w.len()).is_none_or(|b| !is_ident(*b))
+        };
+        let risky = [
+            &b"set"[..],
+            b"reset",
+            b"discard",
+            b"begin",
+            b"start",
+            b"commit",
+            b"end",
+            b"rollback",
+            b"abort",
+            b"savepoint",
+            b"release",
+            b"prepare",
+            b"declare",
+            b"listen",
+            b"lock",
+            b"do",
+            b"call",
+        ]
+        .iter()
+        .any(|w| word(w));
+        let creates_risky = word(b"create")
+            && [
+                "trigger",
+                "rule",
+                "temp",
+                "temporary",
+                "constraint",
+                "event",
+                "or",
+            ]
+            .iter()
+            .any(|w| {
+                let rest = text[6..].trim_ascii_start();
+                rest.len() >= w.len()
+                    && rest[..w.len()].eq_ignore_ascii_case(w.as_bytes())
+                    && rest.get(w.len()).is_none_or(|b| !is_ident(*b))
+            });
+        // A statement of one's own (not the rest of one, not in a string):
+        // its first word says what it is. `set_config` anywhere in code.
+        let starts = self.line_normal && !self.line_start_stmt.open;
+        let barrier = (starts && (risky || creates_risky))
+            || (self.line_normal
+                && memchr::memmem::find(&text.to_ascii_lowercase(), b"set_config").is_some());
+        if !self.line_normal
+            || !matches!(self.lex, Lex::Normal)
+            || self.line_start_stmt.open
+            || self.stmt.open
+        {
+            // Part of a statement of several lines, or one that goes on.
+            return if barrier {
+                LineKind::Barrier
+            } else {
+                LineKind::Other
+            };
+        }
+        if text.is_empty() || text.starts_with(b"--") {
+            return LineKind::Quiet;
+        }
+        // One statement alone on its line, as pg_dump writes them.
+        let one = whole && memchr::memchr_iter(b';', text).count() == 1 && text.ends_with(b";");
+        if one && (text.starts_with(b"SET ") || text.starts_with(b"SELECT pg_catalog.set_config("))
+        {
+            return LineKind::Session;
+        }
+        if one && text.starts_with(b"SELECT pg_catalog.setval(") {
+            return LineKind::Setval;
+        }
+        if barrier {
+            LineKind::Barrier
+        } else {
+            LineKind::Other
+        }
     }
 
     fn statement_line(&mut self) {
@@ -820,6 +980,12 @@ impl DumpScanner {
     /// data of a COPY.
     pub fn at_plain_line_start(&self) -> bool {
         self.copy.is_none() && self.line_len == 0 && matches!(self.lex, Lex::Normal)
+    }
+
+    /// Whether the line being read is a backslash line of plain SQL, whose
+    /// bytes are not passed on ([`Self::feed_kept`]).
+    pub fn in_dropped_line(&self) -> bool {
+        self.line_dropped
     }
 
     /// Whether the scanner is inside the data of a `COPY … FROM stdin`.
