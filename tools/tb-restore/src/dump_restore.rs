@@ -64,6 +64,8 @@ use tb_shared::sqldump::{DumpFacts, DumpKind, DumpScanner};
 use tb_shared::verify::{Verdict, check_file};
 
 use crate::Args;
+use crate::helper::{Helper, Outcome as HelperOutcome};
+use crate::split::{Side, Sink, Split};
 
 /// `"name"` for SQL.
 pub fn quote_ident(s: &str) -> String {
@@ -749,43 +751,165 @@ fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
     })
 }
 
+/// The dump's line of the row a COPY failed at: `end` is the line of the
+/// block's `\.` (where psql stopped), `said` psql's stderr with the
+/// server's `CONTEXT:  COPY t, line K`.
+fn copy_row(input: &DumpInput, end: u64, said: &str) -> Option<u64> {
+    let k: u64 = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CONTEXT:  COPY "))
+        .and_then(|rest| rest.split_once(", line ").map(|(_, r)| r))
+        .map(|r| {
+            r.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })?
+        .parse()
+        .ok()?;
+    let p = input.path.as_ref()?;
+    let f = std::fs::File::open(p).ok()?;
+    let f: Box<dyn Read> = if input.plain {
+        Box::new(f)
+    } else {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    };
+    let (mut copy_at, mut in_data) = (None, false);
+    for (i, l) in io::BufReader::new(f).split(b'\n').enumerate() {
+        let n = i as u64 + 1;
+        let l = l.ok()?;
+        let l = l.strip_suffix(b"\r").unwrap_or(&l);
+        if n == end {
+            return copy_at
+                .map(|c: u64| c + k)
+                .filter(|r| in_data && l == b"\\." && *r < end);
+        }
+        if in_data {
+            in_data = l != b"\\.";
+        } else if l.starts_with(b"COPY ") && l.ends_with(b" FROM stdin;") {
+            (copy_at, in_data) = (Some(n), true);
+        }
+    }
+    None
+}
+
 /// The pipe into psql.
 const PIPE_BYTES: i32 = 1 << 20;
 
 /// What the session that loads a dump sets first (see the module's docs).
 pub(crate) const LOAD_SETTINGS: &str = "SET synchronous_commit = off;";
 
+/// The main psql session's side of a restore: its stdin, and the helper
+/// session when there is one (see [`crate::split`]).
+struct MainSink {
+    stdin: Option<std::process::ChildStdin>,
+    /// psql stopped reading (its stderr says why).
+    gone: bool,
+    /// The marker query, with its line end.
+    marker: String,
+    helper: Option<Helper>,
+    /// The helper, once ended.
+    helper_done: Option<HelperOutcome>,
+}
+
+impl MainSink {
+    /// Wait for the helper to end (stop it first when `stop`); when it did
+    /// not do its part, nothing more goes to psql.
+    fn join_helper(&mut self, stop: bool) {
+        if let Some(h) = self.helper.take() {
+            if stop {
+                h.abort();
+            }
+            self.helper_done = h.join();
+            if !self.helper_done.as_ref().is_some_and(HelperOutcome::ok) {
+                self.gone = true;
+            }
+        }
+    }
+}
+
+impl Sink for MainSink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        if let Some(stdin) = &mut self.stdin
+            && stdin.write_all(bytes).is_err()
+        {
+            self.gone = true;
+        }
+        Ok(())
+    }
+
+    fn gate(&mut self) -> io::Result<()> {
+        let marker = std::mem::take(&mut self.marker);
+        let r = self.write(marker.as_bytes());
+        self.marker = marker;
+        r
+    }
+
+    fn barrier(&mut self) -> io::Result<()> {
+        let stop = self.gone;
+        self.join_helper(stop);
+        Ok(())
+    }
+}
+
 /// Stream the dump (file or stdin) into psql on database `db`; the scanner
-/// checks completeness on the way (for stdin, the only check).
+/// checks completeness on the way (for stdin, the only check). With
+/// `jobs` 2 and a file, the data of the tables loads in two sessions side
+/// by side (see [`crate::split`]).
 ///
 /// One thread decompresses, scans and writes, as `gunzip` does: psql and
 /// the server set the pace, and on two cores a separate decompression
 /// thread handing over its pieces made the server's COPYs about 10 %
 /// slower (measured against `gunzip -c | psql`).
-fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
+fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<DumpFacts> {
     let db = &db_arg(db);
     // psql itself refuses every meta-command of the dump: it runs
     // restricted (`\restrict`) with a key of ours that the dump cannot
     // know, and the dump's own `\restrict`/`\unrestrict` lines are left
     // out of what it gets. The scanner's refusal comes first, but it is a
     // model of psql's lexer and a model can be wrong; this cannot.
-    let source: Box<dyn Read> = match &input.path {
-        Some(p) => Box::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?,
-        ),
-        None => Box::new(io::stdin().lock()),
+    let file = match &input.path {
+        Some(p) => {
+            Some(std::fs::File::open(p).with_context(|| format!("cannot open '{}'", p.display()))?)
+        }
+        None => None,
     };
-    let mut args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
-        .iter()
-        .map(Into::into)
-        .collect();
-    args.extend(restrict_args(conn));
-    for a in ["-c", LOAD_SETTINGS, "-f", "-"] {
-        args.push(a.into());
+    let parallel = jobs >= 2 && file.is_some();
+    let psql_args = |restrict: Vec<OsString>| -> Vec<OsString> {
+        let mut args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.extend(restrict);
+        for a in ["-c", LOAD_SETTINGS, "-f", "-"] {
+            args.push(a.into());
+        }
+        args
+    };
+    let helper = match &file {
+        Some(f) if parallel => Some(Helper::start(
+            conn,
+            f.try_clone()
+                .context("cannot open the dump a second time")?,
+            input.plain,
+            psql_args(restrict_args(conn)),
+        )),
+        _ => None,
+    };
+    let mut args = psql_args(restrict_args(conn));
+    if parallel {
+        // Only the marker's value on a line of its own (`-A -t`).
+        args.splice(0..0, ["-A".into(), "-t".into()]);
     }
     let mut cmd = conn.command("psql", &args);
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(if parallel {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| spawn_error(e, conn))?;
     let _registered = signals::Child::register(child.id());
@@ -803,7 +927,30 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
+    let marker = format!("tb-gate-{}", restrict_key());
+    let watcher = match (child.stdout.take(), &helper) {
+        (Some(out), Some(h)) => {
+            let shared = h.shared.clone();
+            let want = marker.clone();
+            Some(std::thread::spawn(move || {
+                let mut seen = false;
+                for line in io::BufReader::new(out).split(b'\n') {
+                    match line {
+                        Ok(l) if !seen && l == want.as_bytes() => {
+                            seen = true;
+                            shared.open_gate();
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                shared.shut_gate();
+            }))
+        }
+        _ => None,
+    };
     let mut scanner = DumpScanner::new(DumpKind::Database);
+    let mut split = Split::new(Side::Main, parallel);
     let total = input
         .manifest
         .as_ref()
@@ -811,25 +958,29 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         .map(|f| f.raw_bytes)
         .filter(|_| !input.plain);
     let progress = tb_shared::progress::Progress::new("restoring", total);
-    let mut stdin = child.stdin.take().context("psql has no stdin")?;
+    let stdin = child.stdin.take().context("psql has no stdin")?;
     // A pipe of 64 KiB (the default) holds about a millisecond of psql's
     // work: psql waited while the next piece was decompressed. With 1 MiB
     // (the most an unprivileged process may ask for) and pieces a quarter
     // of it, it always has the next one. Only speed: ignored if refused.
     let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+    let mut sink = MainSink {
+        stdin: Some(stdin),
+        gone: false,
+        marker: format!("SELECT '{marker}';\n"),
+        helper,
+        helper_done: None,
+    };
     // Why feeding stopped early, when it did.
     let mut send_error: Option<anyhow::Error> = None;
-    let mut psql_gone = false;
-    // What of each piece goes to psql: all but the backslash lines of
-    // plain SQL (pg_dump's own \restrict: psql is restricted by ours).
-    let mut keep = Vec::new();
+    let mut events = Vec::new();
     let mut feed = |piece: &[u8]| -> io::Result<()> {
         let stop = || Err(io::Error::other("feeding psql stopped"));
         if let Err(e) = signals::check() {
             send_error = Some(e);
             return stop();
         }
-        scanner.feed_kept(piece, &mut keep);
+        scanner.feed_lines(piece, &mut events);
         if scanner.has_meta_commands() {
             // Never hand psql a `\!` (or any other meta-command).
             send_error = Some(anyhow::Error::new(Failure::new(
@@ -841,14 +992,13 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             )));
             return stop();
         }
-        if !psql_gone
-            && keep
-                .iter()
-                .any(|&(a, b)| stdin.write_all(&piece[a..b]).is_err())
-        {
-            psql_gone = true; // its stderr says why
+        // The helper failed, or psql did: the other one stops now.
+        if sink.helper.as_ref().is_some_and(Helper::failed) || sink.gone && sink.helper.is_some() {
+            let stop_it = sink.gone;
+            sink.join_helper(stop_it);
         }
-        if psql_gone && input.path.is_none() {
+        split.feed(piece, &events, scanner.in_dropped_line(), &mut sink)?;
+        if sink.gone && input.path.is_none() {
             return stop();
         }
         // A file is read to its end also when psql stopped: a damaged file
@@ -858,6 +1008,10 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
     };
     // The reader's verdict: Ok(None) when there is none to have (the
     // feeding stopped first, or plain SQL read to its end).
+    let source: Box<dyn Read> = match file {
+        Some(f) => Box::new(f),
+        None => Box::new(io::stdin().lock()),
+    };
     let verdict: Result<Option<Inflated>, GzProblem> = if input.plain {
         let mut source = source;
         let mut buf = vec![0u8; PIPE_BYTES as usize / 4];
@@ -897,23 +1051,46 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             )),
         }
     });
+    let dropped = scanner.in_dropped_line();
     let (facts, complete) = scanner.finish();
     let incomplete = match (&gz, &complete) {
         (Err(p), _) => Some(p.clone()),
         // psql stopped reading stdin: what was left unread is no fault of
         // the stream; psql's own error is the reason.
-        (Ok(_), Err(_)) if psql_gone && input.path.is_none() => None,
+        (Ok(_), Err(_)) if sink.gone && input.path.is_none() => None,
         (Ok(_), Err(why)) if !input.plain => Some(why.to_string()),
         _ => None,
     };
     if incomplete.is_some() || send_error.is_some() {
         // Never let psql reach the end of a cut stream: it would commit
-        // what it has. Kill it; the temporary database is dropped.
+        // what it has. Kill it, and the helper; the temporary database is
+        // dropped.
+        let _ = child.kill();
+        sink.join_helper(true);
+    } else {
+        // The last line (when it has no line end), after the helper is
+        // done; then wait for the helper (when it took no block, it may
+        // still be reading).
+        let _ = split.finish(dropped, &mut sink);
+        let stop_it = sink.gone;
+        sink.join_helper(stop_it);
+    }
+    // The helper failed by itself (not stopped because the main session
+    // did): the main session stopped for it.
+    let helper_bad = sink
+        .helper_done
+        .as_ref()
+        .is_some_and(|h| split.helper_blocks() > 0 && !h.ok() && !h.stopped);
+    if helper_bad {
+        // The helper did not load its part: psql must not commit the rest.
         let _ = child.kill();
     }
-    drop(stdin);
+    drop(sink.stdin.take());
     let status = child.wait().context("cannot wait for psql")?;
     let said = errs.join().unwrap_or_default();
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
     if let Some(e) = send_error {
         return Err(e);
     }
@@ -932,47 +1109,54 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
             ),
         });
     }
-    if !status.success() {
-        if let Some(line) = refused_meta_command(&said) {
-            let at = line.map(|n| format!(" at line {n}")).unwrap_or_default();
+    // The helper's psql failed by itself: its error is the one to report
+    // (the main session was stopped for it).
+    if let Some(h) = &sink.helper_done
+        && split.helper_blocks() > 0
+        && h.psql_failed()
+    {
+        return Err(psql_failed(conn, input, h.status, &h.stderr, |n| {
+            h.split.dump_line(n)
+        }));
+    }
+    if !status.success() && !helper_bad {
+        return Err(psql_failed(conn, input, Some(status), &said, |n| {
+            split.dump_line(n)
+        }));
+    }
+    if let Some(h) = &sink.helper_done
+        && split.helper_blocks() > 0
+    {
+        if !h.ok() {
+            if h.psql_failed() || h.status.is_none() {
+                return Err(psql_failed(conn, input, h.status, &h.stderr, |n| {
+                    h.split.dump_line(n)
+                }));
+            }
             bail!(Failure::new(
-                Cause::UnsafeArchive,
+                Cause::Other,
                 format!(
-                    "'{}' holds a psql meta-command{at} that pg_dump never writes; psql refused it (tb-restore runs psql restricted), and nothing it held was run",
+                    "the second psql session stopped before it had loaded its tables ({}); the restore is not complete",
+                    h.reason.as_deref().unwrap_or("stopped")
+                )
+            ));
+        }
+        if h.split.helper_crc() != split.helper_crc() {
+            bail!(Failure::new(
+                Cause::Damaged,
+                format!(
+                    "'{}' changed while it was restored (the two readers of it read different bytes)",
                     input.shown()
                 )
             ));
         }
-        if let Some((line, msg)) = first_error(&said) {
-            let at = match line {
-                Some(n) => {
-                    let stmt = dump_line(input, n)
-                        .map(|s| format!(" ({s})"))
-                        .unwrap_or_default();
-                    format!(" at line {n} of the dump{stmt}")
-                }
-                None => String::new(),
-            };
-            let (cause, _) = tb_shared::pg::classify(&said, conn.container.is_some());
-            let cause = if cause == Cause::Other {
-                Cause::Other
-            } else {
-                cause
-            };
-            bail!(Failure::new(
-                cause,
-                format!("the restore stopped{at}: {msg}")
-            ));
-        }
-        return Err(explain_failure(
-            &conn.describe("psql"),
-            Some(status),
-            &said,
-            conn.container.is_some(),
-        )
-        .into());
     }
-    if psql_gone {
+    if !status.success() {
+        return Err(psql_failed(conn, input, Some(status), &said, |n| {
+            split.dump_line(n)
+        }));
+    }
+    if sink.gone {
         bail!(Failure::new(
             Cause::Other,
             format!(
@@ -982,6 +1166,53 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str) -> Result<DumpFacts> {
         ));
     }
     Ok(facts)
+}
+
+/// The error for a psql (of the restore) that failed: `said` its stderr,
+/// `line` maps its line numbers to the dump's.
+fn psql_failed(
+    conn: &Conn,
+    input: &DumpInput,
+    status: Option<std::process::ExitStatus>,
+    said: &str,
+    line: impl Fn(u64) -> u64,
+) -> anyhow::Error {
+    if let Some(at) = refused_meta_command(said) {
+        let at = at
+            .map(|n| format!(" at line {}", line(n)))
+            .unwrap_or_default();
+        return Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "'{}' holds a psql meta-command{at} that pg_dump never writes; psql refused it (tb-restore runs psql restricted), and nothing it held was run",
+                input.shown()
+            ),
+        )
+        .into();
+    }
+    if let Some((n, msg)) = first_error(said) {
+        // A bad row: psql names the COPY's `\.` line (it reads the whole
+        // block before the server answers), the server the row.
+        let n = n.map(&line).map(|n| copy_row(input, n, said).unwrap_or(n));
+        let at = match n {
+            Some(n) => {
+                let stmt = dump_line(input, n)
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!(" at line {n} of the dump{stmt}")
+            }
+            None => String::new(),
+        };
+        let (cause, _) = tb_shared::pg::classify(said, conn.container.is_some());
+        return Failure::new(cause, format!("the restore stopped{at}: {msg}")).into();
+    }
+    explain_failure(
+        &conn.describe("psql"),
+        status,
+        said,
+        conn.container.is_some(),
+    )
+    .into()
 }
 
 /// A table's restored row count and the count the dump has.
@@ -1123,7 +1354,8 @@ pub(crate) fn restore_dump(
         .ok_or_else(|| usage_err("give --dbname NAME: the database to restore into"))?;
     let ready = preflight(args, &conn, input, &target, rep)?;
     let state = ready.state;
-    let (facts, rows, encoding) = restore_core(&conn, input, &target, &ready, None, rep)?;
+    let (facts, rows, encoding) =
+        restore_core(&conn, input, &target, &ready, None, args.jobs as usize, rep)?;
     let total: u64 = rows.iter().map(|r| r.1).sum();
     let mut rec = Record::new("restored")
         .with("kind", "dump")
@@ -1171,7 +1403,7 @@ pub(crate) fn restore_sql_file(
 ) -> Result<(bool, Vec<TableCount>)> {
     let conn = conn(args);
     let ready = preflight(args, &conn, input, target, rep)?;
-    let (_, rows, _) = restore_core(&conn, input, target, &ready, Some(expected), rep)?;
+    let (_, rows, _) = restore_core(&conn, input, target, &ready, Some(expected), 1, rep)?;
     Ok((ready.state.is_some(), rows))
 }
 
@@ -1183,6 +1415,7 @@ fn restore_core(
     target: &str,
     ready: &Ready,
     expected_override: Option<&BTreeMap<String, u64>>,
+    jobs: usize,
     rep: &mut Reporter,
 ) -> Result<(DumpFacts, Vec<TableCount>, String)> {
     let conn = conn.clone();
@@ -1211,7 +1444,7 @@ fn restore_core(
     })?;
     let result = (|| -> Result<(DumpFacts, Vec<TableCount>)> {
         let started = Instant::now();
-        let facts = stream_into(&conn, input, &temp)?;
+        let facts = stream_into(&conn, input, &temp, jobs)?;
         let restore_ms = started.elapsed().as_millis() as u64;
         if input.verify_streaming {
             rep.emit(

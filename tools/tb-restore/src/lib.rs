@@ -45,7 +45,9 @@ mod dump_restore;
 
 /// psql as tb-restore runs it (for tb-check drill).
 pub use dump_restore::{psql, quote_ident};
+mod helper;
 mod plan_restore;
+mod split;
 mod table_restore;
 
 /// Is `p` a dump by its name (`….sql.gz`, not a roles file)?
@@ -158,6 +160,12 @@ pub struct Args {
     /// only after the new one restored and checked)
     #[arg(long)]
     pub clean: bool,
+
+    /// A dump: psql sessions that load the tables' data side by side (1 or
+    /// 2; 2 only for a file, not stdin)
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub jobs: u8,
 
     /// A dump: restore the roles file beside it first when the server lacks
     /// roles the dump needs

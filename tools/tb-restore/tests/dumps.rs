@@ -152,6 +152,128 @@ fn a_whole_restore_equals_the_source_rows_sequences_and_large_objects() {
         "INSERT INTO titles (name) VALUES ('after restore')",
     );
     no_temporary_databases(pg, "copy1");
+    // In one psql session (--jobs 1) the same.
+    let out = restore(pg, &d.path, &["--dbname", "copy1_serial", "--jobs", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(pg, "copy1_serial"), fingerprint(pg, "toybox"));
+    no_temporary_databases(pg, "copy1_serial");
+}
+
+/// Two tables of 3,000 rows: `t1`'s data loads in the main psql session,
+/// `t2`'s in the second one (the first COPY block goes to the main session,
+/// the next to the one that has had less data). Its dump, and its lines.
+fn two_table_dump(pg: &Pg, sb: &Sandbox, db: &str) -> (PathBuf, Vec<String>) {
+    pg.createdb(db);
+    pg.psql(
+        db,
+        "CREATE TABLE t1 (id int PRIMARY KEY, note text);
+         CREATE TABLE t2 (id int PRIMARY KEY, t1 int REFERENCES t1, note text);
+         CREATE INDEX t2_note ON t2 (note);
+         INSERT INTO t1 SELECT g, 'one ' || g FROM generate_series(1, 3000) g;
+         INSERT INTO t2 SELECT g, g, 'two ' || g FROM generate_series(1, 3000) g;",
+    );
+    let path = tb_dump(pg, db, sb.path());
+    let sql = String::from_utf8(tb_testkit::gunzip(&path)).unwrap();
+    (path, sql.lines().map(String::from).collect())
+}
+
+/// A bad row in the data the second psql session loads fails the restore
+/// with that row's line of the dump (psql numbers the lines it got, which
+/// are not the dump's), and so does one in the main session's data while
+/// the second session loads; no database is left either way.
+#[test]
+fn a_bad_row_in_either_sessions_data_is_named_by_its_line_in_the_dump() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let (_, lines) = two_table_dump(pg, &sb, "split_src");
+    for (from, to, says) in [
+        // The second session's data.
+        (
+            "2999\t2999\ttwo 2999",
+            "not-a-number\t2999\ttwo 2999",
+            "invalid input syntax for type integer",
+        ),
+        // The main session's data.
+        (
+            "2999\tone 2999",
+            "not-a-number\tone 2999",
+            "invalid input syntax for type integer",
+        ),
+        // After the data: the main session's lines are the dump's less the
+        // second session's block.
+        (
+            "CREATE INDEX t2_note ON public.t2 USING btree (note);",
+            "CREATE INDEX t2_note ON public.t2 USING btree (not_a_column);",
+            "column \"not_a_column\" does not exist",
+        ),
+    ] {
+        let line = lines.iter().position(|l| *l == from).unwrap() + 1;
+        let bad = edited_dump(&sb, &lines, from, to);
+        let out = restore(pg, &bad, &["--dbname", "split_bad"]);
+        failed(&out, "other", says);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("at line {line} of the dump ({to})")),
+            "line {line}: {err}"
+        );
+        assert!(!exists(pg, "split_bad"));
+        no_temporary_databases(pg, "split_bad");
+    }
+}
+
+/// A copy of a dump's `lines` with the line `from` replaced by `to`.
+fn edited_dump(sb: &Sandbox, lines: &[String], from: &str, to: &str) -> PathBuf {
+    let out = sb.join("split_20260101_030000.sql.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&out).unwrap(),
+        flate2::Compression::fast(),
+    );
+    for l in lines {
+        let l = if l == from { to } else { l.as_str() };
+        gz.write_all(l.as_bytes()).unwrap();
+        gz.write_all(b"\n").unwrap();
+    }
+    gz.finish().unwrap();
+    out
+}
+
+/// A dump that runs in one transaction (BEGIN after its settings) cannot
+/// load in two sessions: the second would not see the tables. It loads in
+/// one, and restores whole.
+#[test]
+fn a_dump_wrapped_in_a_transaction_restores_in_one_session() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let (_, lines) = two_table_dump(pg, &sb, "split_txn_src");
+    let mut wrapped = Vec::new();
+    for l in &lines {
+        if l.starts_with("CREATE TABLE public.t1") {
+            wrapped.push("BEGIN;".to_string());
+        }
+        if l == "-- PostgreSQL database dump complete" {
+            wrapped.pop();
+            wrapped.push("COMMIT;".to_string());
+            wrapped.push("--".to_string());
+        }
+        wrapped.push(l.clone());
+    }
+    let path = edited_dump(&sb, &wrapped, "", "");
+    let out = restore(pg, &path, &["--dbname", "split_txn"]);
+    // Exit 1: the edited copy has no manifest (the only warning).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no manifest beside"), "{err}");
+    assert_eq!(
+        fingerprint(pg, "split_txn"),
+        fingerprint(pg, "split_txn_src")
+    );
+    no_temporary_databases(pg, "split_txn");
 }
 
 #[test]

@@ -1,0 +1,640 @@
+//! Splitting a plain dump between two psql sessions, so that the data of
+//! two tables loads side by side (as `pg_restore --jobs` does for the
+//! custom format; a plain dump has no table of contents to go by).
+//!
+//! # How
+//!
+//! The file is read twice at once: the main reader hands the main session
+//! everything but the COPY blocks given to the helper; the helper reader
+//! hands the helper session only those blocks, and before them the
+//! session settings the dump made so far (`SET …;` and
+//! `pg_catalog.set_config(…)` lines), so that each block loads under the
+//! settings it would have had in one session. Both readers run this same
+//! state machine on the same bytes, so they agree on every decision
+//! without talking, except at two points:
+//!
+//! - the gate: the helper starts its first block only when the main session
+//!   has run everything before it (the tables exist). The main reader puts
+//!   a marker query (`SELECT 'tb-gate-…'`, a random key) where the block
+//!   was, and the helper waits until the main session prints it;
+//! - the barrier: at the first line after the data that is not a COPY
+//!   block, a session setting, a sequence value or a comment (in a pg_dump
+//!   dump: the first `CREATE INDEX` or `ALTER TABLE … ADD CONSTRAINT`), the
+//!   main reader waits until the helper's session has loaded all its blocks
+//!   and ended without an error. From there on, everything is the main
+//!   session's, in the dump's order.
+//!
+//! So the helper only ever runs COPY blocks while the main session runs
+//! other COPY blocks, `setval` and settings: loading different tables,
+//! which commute. A dump that could make this differ from one session
+//! does not split at all: one with a transaction, trigger, rule, `DO`,
+//! temporary object, cursor, lock, `RESET`/`DISCARD` or a setting of other
+//! shape before its first COPY ([`LineKind::Barrier`]). Blocks go to
+//! whichever session has had fewer bytes of COPY data so far (the first to
+//! the main one); a COPY line longer than [`LINE_CAP`] stays in the main
+//! session.
+//!
+//! Both readers take a CRC-32 of what the helper session gets; the main
+//! reader's, over bytes it verified, must equal the helper's, or the file
+//! changed while it was read and the restore fails.
+//!
+//! psql numbers the lines it got, not the dump's: each side keeps where its
+//! lines came from ([`Split::dump_line`]), so an error names the dump's
+//! line.
+
+use std::io;
+
+use tb_shared::sqldump::{LINE_CAP, LineKind};
+
+/// Which reader this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Main,
+    Helper,
+}
+
+/// Where the sessions are in the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the first COPY block.
+    Pre,
+    /// Among the data: blocks may go to the helper.
+    Window,
+    /// All in the main session, in order.
+    Serial,
+}
+
+/// Where the bytes go; what the gate and the barrier do for each side.
+pub(crate) trait Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Main: put the marker where the helper's first block was (one line
+    /// for psql). Helper: wait until the main session printed it.
+    fn gate(&mut self) -> io::Result<()>;
+    /// Main: wait until the helper's session has loaded its blocks.
+    fn barrier(&mut self) -> io::Result<()>;
+}
+
+/// The state machine both readers run (see the module's docs).
+#[derive(Debug)]
+pub(crate) struct Split {
+    side: Side,
+    phase: Phase,
+    /// The owner of the COPY block being read, and its bytes so far.
+    block: Option<Side>,
+    block_bytes: u64,
+    /// Bytes of COPY data each side has had (main, helper).
+    assigned: [u64; 2],
+    helper_blocks: u32,
+    /// The statement line being read (up to [`LINE_CAP`]); for the main
+    /// side, `line_out` when its head is already written (a long line).
+    line: Vec<u8>,
+    line_out: bool,
+    line_len: usize,
+    /// Lines psql got, lines of the dump seen; where psql's lines came from:
+    /// `(psql line, dump line)` at each jump.
+    psql: u64,
+    dump: u64,
+    segments: Vec<(u64, u64)>,
+    /// CRC-32 of what the helper's session gets.
+    helper_crc: crc32fast::Hasher,
+}
+
+impl Split {
+    /// `parallel`: whether blocks may go to a helper at all (else the main
+    /// side is one session, as before).
+    pub(crate) fn new(side: Side, parallel: bool) -> Split {
+        Split {
+            side,
+            phase: if parallel { Phase::Pre } else { Phase::Serial },
+            block: None,
+            block_bytes: 0,
+            assigned: [0, 0],
+            helper_blocks: 0,
+            line: Vec::new(),
+            line_out: false,
+            line_len: 0,
+            psql: 0,
+            dump: 0,
+            segments: vec![(1, 1)],
+            helper_crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// COPY blocks given to the helper so far.
+    pub(crate) fn helper_blocks(&self) -> u32 {
+        self.helper_blocks
+    }
+
+    /// CRC-32 of what the helper's session got (or, on the main side, was
+    /// to get).
+    pub(crate) fn helper_crc(&self) -> u32 {
+        self.helper_crc.clone().finalize()
+    }
+
+    /// The dump's line for line `n` of what this side's psql got.
+    pub(crate) fn dump_line(&self, n: u64) -> u64 {
+        let (p, d) = self
+            .segments
+            .iter()
+            .rev()
+            .find(|(p, _)| *p <= n)
+            .copied()
+            .unwrap_or((1, 1));
+        d + (n - p)
+    }
+
+    /// The next `lines` lines go to this side's psql.
+    fn sent(&mut self, lines: u64) {
+        if self.dump as i128 - self.psql as i128 != self.offset() {
+            self.segments.push((self.psql + 1, self.dump + 1));
+        }
+        self.psql += lines;
+        self.dump += lines;
+    }
+
+    fn offset(&self) -> i128 {
+        let (p, d) = self.segments.last().copied().unwrap_or((1, 1));
+        d as i128 - p as i128
+    }
+
+    /// Feed one piece of the dump with the scanner's events for it
+    /// ([`tb_shared::sqldump::DumpScanner::feed_lines`]); `dropping`: the
+    /// line the piece ends in is a backslash line (never passed on).
+    /// `Ok(false)`: the helper has nothing more to do.
+    pub(crate) fn feed(
+        &mut self,
+        piece: &[u8],
+        events: &[(usize, LineKind)],
+        dropping: bool,
+        sink: &mut dyn Sink,
+    ) -> io::Result<bool> {
+        let mut pos = 0;
+        for &(end, kind) in events {
+            let seg = &piece[pos..end];
+            pos = end;
+            if let Some(owner) = self.block {
+                self.block_data(owner, seg, sink)?;
+                let lines = match kind {
+                    LineKind::CopyEnd { lines } => lines,
+                    _ => 0,
+                };
+                self.end_block(owner, lines);
+                continue;
+            }
+            if !self.line_end(seg, kind, sink)? {
+                return Ok(false);
+            }
+        }
+        let rest = &piece[pos..];
+        if let Some(owner) = self.block {
+            self.block_data(owner, rest, sink)?;
+        } else {
+            self.line_part(rest, dropping, sink)?;
+        }
+        Ok(true)
+    }
+
+    /// The end of the input: the main side writes a last line that has no
+    /// line end (`dropped`: it is a backslash line, left out).
+    pub(crate) fn finish(&mut self, dropped: bool, sink: &mut dyn Sink) -> io::Result<()> {
+        if self.side == Side::Helper || self.block.is_some() {
+            return Ok(());
+        }
+        if self.phase == Phase::Window && self.helper_blocks > 0 {
+            sink.barrier()?;
+        }
+        self.phase = Phase::Serial;
+        if !dropped && !self.line.is_empty() {
+            sink.write(&self.line)?;
+        }
+        self.line.clear();
+        Ok(())
+    }
+
+    fn block_data(&mut self, owner: Side, bytes: &[u8], sink: &mut dyn Sink) -> io::Result<()> {
+        self.block_bytes += bytes.len() as u64;
+        if owner == Side::Helper {
+            self.helper_crc.update(bytes);
+        }
+        if owner == self.side {
+            sink.write(bytes)?;
+        }
+        Ok(())
+    }
+
+    fn end_block(&mut self, owner: Side, lines: u64) {
+        if owner == self.side {
+            self.sent(lines);
+        } else {
+            self.dump += lines;
+        }
+        self.assigned[owner as usize] += self.block_bytes;
+        self.block = None;
+        self.block_bytes = 0;
+    }
+
+    /// Part of a statement line, its end still to come.
+    fn line_part(&mut self, bytes: &[u8], dropping: bool, sink: &mut dyn Sink) -> io::Result<()> {
+        self.line_len += bytes.len();
+        if dropping {
+            // A backslash line: only its line end is ever written.
+            return Ok(());
+        }
+        if self.line_out {
+            return sink.write(bytes);
+        }
+        let room = (LINE_CAP + 1).saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        if self.line_len > LINE_CAP && self.side == Side::Main {
+            // Too long to be anything the helper takes: its head goes now,
+            // its line end (what makes psql run it) when it is decided.
+            sink.write(&self.line)?;
+            if room < bytes.len() {
+                sink.write(&bytes[room..])?;
+            }
+            self.line.clear();
+            self.line_out = true;
+        }
+        Ok(())
+    }
+
+    /// A statement line ended with `tail` (its last bytes and `\n`).
+    fn line_end(&mut self, tail: &[u8], kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
+        self.line_part(&tail[..tail.len() - 1], kind == LineKind::Dropped, sink)?;
+        let go_on = match self.side {
+            Side::Main => self.main_line(kind, sink)?,
+            Side::Helper => self.helper_line(kind, sink)?,
+        };
+        self.line.clear();
+        self.line_out = false;
+        self.line_len = 0;
+        Ok(go_on)
+    }
+
+    /// The owner of a block starting now.
+    fn assign(&self, long: bool) -> Side {
+        if !long && self.assigned[1] < self.assigned[0] {
+            Side::Helper
+        } else {
+            Side::Main
+        }
+    }
+
+    /// Write the line just read (or, for a left-out one, its line end).
+    fn write_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<()> {
+        if kind != LineKind::Dropped {
+            if self.line_out {
+                // The head went already; only the line end is left.
+            } else {
+                sink.write(&self.line)?;
+            }
+        }
+        sink.write(b"\n")?;
+        self.sent(1);
+        Ok(())
+    }
+
+    fn main_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
+        if self.phase == Phase::Pre {
+            match kind {
+                LineKind::Barrier => self.phase = Phase::Serial,
+                LineKind::CopyStart { .. } => self.phase = Phase::Window,
+                _ => {}
+            }
+        }
+        match (self.phase, kind) {
+            (Phase::Window, LineKind::CopyStart { long }) => {
+                let owner = self.assign(long);
+                self.block = Some(owner);
+                if owner == Side::Main {
+                    self.write_line(kind, sink)?;
+                } else {
+                    self.helper_crc.update(&self.line);
+                    self.helper_crc.update(b"\n");
+                    self.dump += 1;
+                    if self.helper_blocks == 0 {
+                        sink.gate()?;
+                        self.psql += 1;
+                    }
+                    self.helper_blocks += 1;
+                }
+            }
+            (Phase::Window, LineKind::Session) => {
+                self.helper_crc.update(&self.line);
+                self.helper_crc.update(b"\n");
+                self.write_line(kind, sink)?;
+            }
+            (Phase::Window, LineKind::Quiet | LineKind::Setval | LineKind::Dropped) => {
+                self.write_line(kind, sink)?;
+            }
+            (Phase::Window, _) => {
+                if self.helper_blocks > 0 {
+                    sink.barrier()?;
+                }
+                self.phase = Phase::Serial;
+                self.write_line(kind, sink)?;
+            }
+            (Phase::Pre, LineKind::Session) => {
+                self.helper_crc.update(&self.line);
+                self.helper_crc.update(b"\n");
+                self.write_line(kind, sink)?;
+            }
+            (_, LineKind::CopyStart { .. }) => {
+                self.block = Some(Side::Main);
+                self.write_line(kind, sink)?;
+            }
+            _ => self.write_line(kind, sink)?,
+        }
+        Ok(true)
+    }
+
+    fn helper_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
+        if self.phase == Phase::Pre {
+            match kind {
+                LineKind::Barrier => self.phase = Phase::Serial,
+                LineKind::CopyStart { .. } => self.phase = Phase::Window,
+                _ => {}
+            }
+        }
+        match (self.phase, kind) {
+            (Phase::Serial, _) => return Ok(false),
+            (Phase::Window, LineKind::CopyStart { long }) => {
+                let owner = self.assign(long);
+                self.block = Some(owner);
+                if owner == Side::Helper {
+                    if self.helper_blocks == 0 {
+                        sink.gate()?;
+                    }
+                    self.helper_blocks += 1;
+                    self.helper_crc.update(&self.line);
+                    self.helper_crc.update(b"\n");
+                    self.write_line(kind, sink)?;
+                } else {
+                    self.dump += 1;
+                }
+            }
+            (_, LineKind::Session) => {
+                self.helper_crc.update(&self.line);
+                self.helper_crc.update(b"\n");
+                self.write_line(kind, sink)?;
+            }
+            (Phase::Window, LineKind::Quiet | LineKind::Setval | LineKind::Dropped) => {
+                self.dump += 1;
+            }
+            (Phase::Window, _) => {
+                self.phase = Phase::Serial;
+                return Ok(false);
+            }
+            _ => self.dump += 1,
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tb_shared::sqldump::{DumpKind, DumpScanner};
+
+    /// What a sink got; `gate`/`barrier`: how much it had got by then.
+    #[derive(Default)]
+    struct Got {
+        bytes: Vec<u8>,
+        gate: Option<usize>,
+        barrier: Option<usize>,
+        main: bool,
+    }
+
+    impl Sink for Got {
+        fn write(&mut self, b: &[u8]) -> io::Result<()> {
+            self.bytes.extend_from_slice(b);
+            Ok(())
+        }
+        fn gate(&mut self) -> io::Result<()> {
+            self.gate = Some(self.bytes.len());
+            if self.main {
+                self.bytes.extend_from_slice(b"<gate>\n");
+            }
+            Ok(())
+        }
+        fn barrier(&mut self) -> io::Result<()> {
+            self.barrier = Some(self.bytes.len());
+            Ok(())
+        }
+    }
+
+    /// Both sides over `dump` in pieces of `piece` bytes.
+    fn run(dump: &str, piece: usize, parallel: bool) -> (Got, Split, Got, Split) {
+        let side = |side: Side| {
+            let mut sc = DumpScanner::new(DumpKind::Database);
+            let mut split = Split::new(side, parallel);
+            let mut got = Got {
+                main: side == Side::Main,
+                ..Got::default()
+            };
+            let mut ev = Vec::new();
+            for p in dump.as_bytes().chunks(piece) {
+                sc.feed_lines(p, &mut ev);
+                if !split.feed(p, &ev, sc.in_dropped_line(), &mut got).unwrap() {
+                    break;
+                }
+            }
+            if side == Side::Main {
+                split.finish(sc.in_dropped_line(), &mut got).unwrap();
+            }
+            (got, split)
+        };
+        let (m, ms) = side(Side::Main);
+        let (h, hs) = side(Side::Helper);
+        (m, ms, h, hs)
+    }
+
+    fn block(table: &str, rows: usize) -> String {
+        let mut s = format!("COPY public.{table} (x, y) FROM stdin;\n");
+        for i in 0..rows {
+            s.push_str(&format!("{i}\t{table}\n"));
+        }
+        s.push_str("\\.\n");
+        s
+    }
+
+    const HEAD: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k3y\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.a (\n    x integer,\n    y text\n);\n";
+    const TAIL: &str = "SELECT pg_catalog.setval('public.s', 3, true);\n\nCREATE INDEX i ON public.a USING btree (x);\n\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k3y\n\n";
+
+    /// Blocks of 2, 9, 3, 4 and 1 rows: the first to the main session, the
+    /// next to whichever had fewer bytes (helper, main, main, helper).
+    fn dump() -> String {
+        format!(
+            "{HEAD}-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n{}{}SET default_tablespace = '';\n{}{}{}{TAIL}",
+            block("a", 2),
+            block("b", 9),
+            block("c", 3),
+            block("d", 4),
+            block("e", 1)
+        )
+    }
+
+    #[test]
+    fn blocks_go_to_the_session_with_less_data_and_the_rest_stays_in_order() {
+        let d = dump();
+        let (m, ms, h, hs) = run(&d, 1 << 20, true);
+        let main = String::from_utf8(m.bytes).unwrap();
+        let helper = String::from_utf8(h.bytes).unwrap();
+        let session = "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n";
+        assert_eq!(
+            helper,
+            format!(
+                "{session}{}SET default_tablespace = '';\n{}",
+                block("b", 9),
+                block("e", 1)
+            )
+        );
+        let want_main = format!(
+            "{}-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n{}<gate>\nSET default_tablespace = '';\n{}{}{}",
+            HEAD.replace("\\restrict k3y", ""),
+            block("a", 2),
+            block("c", 3),
+            block("d", 4),
+            TAIL.replace("\\unrestrict k3y", "")
+        );
+        assert_eq!(main, want_main);
+        // The gate where the helper's first block was; the barrier before
+        // the first line after the data that is not one of its kinds.
+        assert_eq!(m.gate, Some(want_main.find("<gate>").unwrap()));
+        assert_eq!(h.gate, Some(session.len()));
+        assert_eq!(
+            m.barrier,
+            Some(want_main.find("\nCREATE INDEX").unwrap() + 1)
+        );
+        assert_eq!((ms.helper_blocks(), hs.helper_blocks()), (2, 2));
+        assert_eq!(ms.helper_crc(), hs.helper_crc());
+    }
+
+    #[test]
+    fn every_piece_size_splits_alike() {
+        let d = dump();
+        let (m, _, h, _) = run(&d, 1 << 20, true);
+        for piece in [1, 2, 3, 7, 64, 100] {
+            let (m2, ms, h2, hs) = run(&d, piece, true);
+            assert_eq!(m2.bytes, m.bytes, "piece {piece}");
+            assert_eq!(h2.bytes, h.bytes, "piece {piece}");
+            assert_eq!((m2.gate, m2.barrier), (m.gate, m.barrier), "piece {piece}");
+            assert_eq!(ms.helper_crc(), hs.helper_crc());
+        }
+    }
+
+    #[test]
+    fn psql_line_numbers_map_back_to_the_dumps_lines() {
+        let d = dump();
+        let lines: Vec<&str> = d.lines().collect();
+        let (m, ms, h, hs) = run(&d, 5, true);
+        for (got, split) in [(&m, &ms), (&h, &hs)] {
+            let text = String::from_utf8(got.bytes.clone()).unwrap();
+            for (i, l) in text.lines().enumerate() {
+                if l == "<gate>" {
+                    continue;
+                }
+                let n = split.dump_line(i as u64 + 1) as usize;
+                let want = lines[n - 1];
+                if want.starts_with('\\') && !want.starts_with("\\.") {
+                    assert_eq!(l, "", "line {} (dump line {n})", i + 1);
+                } else {
+                    assert_eq!(l, want, "line {} (dump line {n})", i + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_transaction_or_trigger_before_the_data_keeps_everything_in_one_session() {
+        for risky in [
+            "BEGIN;\n",
+            "begin\n;\n",
+            "CREATE TRIGGER t AFTER INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION f();\n",
+            "CREATE OR REPLACE RULE r AS ON INSERT TO public.a DO NOTHING;\n",
+            "CREATE TEMP TABLE t (x int);\n",
+            "SET\n  search_path = public;\n",
+            "set role tb;\n",
+            "SET a = 1; CREATE TABLE x ();\n",
+            "SELECT 1, set_config('search_path', 'x', false);\n",
+            "DO $$ BEGIN PERFORM 1; END $$;\n",
+            "RESET ALL;\n",
+        ] {
+            let d = dump().replacen(
+                "CREATE TABLE public.a",
+                &format!("{risky}CREATE TABLE public.a"),
+                1,
+            );
+            let (m, ms, h, _) = run(&d, 1 << 20, true);
+            assert_eq!(ms.helper_blocks(), 0, "{risky}");
+            assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
+            let main = String::from_utf8(m.bytes).unwrap();
+            assert_eq!(
+                main,
+                d.replace("\\restrict k3y", "")
+                    .replace("\\unrestrict k3y", ""),
+                "{risky}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_view_with_case_end_and_comments_with_semicolons_still_split() {
+        let view = "CREATE VIEW public.v AS\n SELECT\n        CASE\n            WHEN (a.x > 1) THEN 'big'::text\n            ELSE 'small'::text\n        END AS size\n   FROM public.a;\n\n--\n-- Name: v; Type: VIEW; Schema: public; Owner: tb\n--\n";
+        let d = dump().replacen(
+            "CREATE TABLE public.a",
+            &format!("{view}CREATE TABLE public.a"),
+            1,
+        );
+        let (_, ms, _, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 2);
+    }
+
+    #[test]
+    fn without_a_helper_the_main_session_gets_the_dump_as_it_is() {
+        let d = dump();
+        for piece in [1, 9, 1 << 20] {
+            let (m, ms, _, _) = run(&d, piece, false);
+            assert_eq!(ms.helper_blocks(), 0);
+            assert_eq!(
+                String::from_utf8(m.bytes).unwrap(),
+                d.replace("\\restrict k3y", "")
+                    .replace("\\unrestrict k3y", "")
+            );
+        }
+    }
+
+    #[test]
+    fn long_lines_pass_whole_and_a_long_copy_line_stays_in_the_main_session() {
+        let cols: Vec<String> = (0..LINE_CAP / 4).map(|i| format!("c{i}")).collect();
+        let long_copy = format!("COPY public.w ({}) FROM stdin;\n", cols.join(", "));
+        let row = vec!["1"; cols.len()].join("\t");
+        let long_comment = format!(
+            "COMMENT ON TABLE public.a IS '{}';\n",
+            "z".repeat(LINE_CAP * 2)
+        );
+        let d = dump()
+            .replacen(
+                "CREATE TABLE public.a",
+                &format!("{long_comment}CREATE TABLE public.a"),
+                1,
+            )
+            .replacen(
+                "SET default_tablespace",
+                &format!("{long_copy}{row}\n{row}\n\\.\nSET default_tablespace"),
+                1,
+            );
+        for piece in [1000, 1 << 20] {
+            let (m, ms, h, hs) = run(&d, piece, true);
+            let main = String::from_utf8(m.bytes).unwrap();
+            let helper = String::from_utf8(h.bytes).unwrap();
+            assert!(
+                main.contains(&long_comment) && main.contains(&long_copy),
+                "piece {piece}"
+            );
+            assert!(!helper.contains("COPY public.w"));
+            assert_eq!(ms.helper_crc(), hs.helper_crc());
+        }
+    }
+}
