@@ -14,10 +14,12 @@
 //! and a `sync` (the write-back of the previous restore is not charged to
 //! the next), and no autovacuum worker may be running:
 //!
-//! 1. `tb-restore DUMP --dbname r_tb`, then the standard recipe into
-//!    `r_std`; the row count of every table of both databases (counted
-//!    right after each restore) is compared with the other's and with the
-//!    manifest's;
+//! 1. `tb-restore DUMP --dbname r_tb` (two psql sessions load the data,
+//!    the default), the standard recipe into `r_std`, and `tb-restore
+//!    --jobs 1` (one session, for comparison, no target), in an order that
+//!    rotates from round to round; the row count of every table of the
+//!    databases (counted right after each restore) is compared with the
+//!    others' and with the manifest's;
 //! 2. `tb-restore DUMP --table public.cards --dbname r_one` (the smallest
 //!    table but the marker: 86,000 of 9.6 million rows); its row count is
 //!    checked.
@@ -157,12 +159,15 @@ struct Results {
     /// What else the CPUs did during it (median server CPU, largest other
     /// share over the runs).
     std_load: Load,
+    /// tb-restore --jobs 1: the dump in one psql session (median run).
+    serial: TbRun,
     /// tb-restore --table (median run).
     one: TbRun,
     /// tb-restore's wall time over the recipe's, round by round.
     pair_ratios: Vec<f64>,
     /// Row counts of the last runs' databases.
     tb_counts: BTreeMap<String, u64>,
+    serial_counts: BTreeMap<String, u64>,
     std_counts: BTreeMap<String, u64>,
     one_counts: BTreeMap<String, u64>,
 }
@@ -733,55 +738,79 @@ fn bench_restores(
     drop_db(cluster, STD_DB)?;
 
     let mut tb = Vec::new();
+    let mut serial = Vec::new();
     let mut std = Vec::new();
     let mut std_loads = Vec::new();
     for i in 0..repeat {
         let round = round_label(i, repeat);
-        // The order alternates, so that neither command is always the one
-        // that runs after the other's write-back.
-        for tb_turn in [i % 2 == 0, i % 2 == 1] {
-            if tb_turn {
-                drop_db(cluster, TB_DB)?;
-                settle(cluster)?;
-                let (run, load) =
-                    measure_tb(cluster, tools, &dump.path, &["--dbname", TB_DB], postmaster)?;
-                let rec = parse_restore(&run.stdout)?;
-                for w in &rec.warnings {
-                    progress!("tb-restore warning: {w}");
+        // The order rotates, so that no command is always the one that
+        // runs after another's write-back: tb-restore, the standard
+        // recipe, tb-restore --jobs 1 (one psql session).
+        for turn in 0..3 {
+            match (turn + i) % 3 {
+                t @ (0 | 2) => {
+                    let jobs = if t == 0 { "2" } else { "1" };
+                    let name = if t == 0 {
+                        "tb-restore"
+                    } else {
+                        "tb-restore --jobs 1"
+                    };
+                    drop_db(cluster, TB_DB)?;
+                    settle(cluster)?;
+                    let (run, load) = measure_tb(
+                        cluster,
+                        tools,
+                        &dump.path,
+                        &["--dbname", TB_DB, "--jobs", jobs],
+                        postmaster,
+                    )?;
+                    let rec = parse_restore(&run.stdout)?;
+                    for w in &rec.warnings {
+                        progress!("{name} warning: {w}");
+                    }
+                    progress!(
+                        "{name}{round}: {} wall, {} CPU, {} own peak RSS{}{}",
+                        secs(run.usage.wall),
+                        secs(run.usage.cpu()),
+                        mib(rec.max_rss_bytes.unwrap_or(0)),
+                        rec.phases
+                            .map(|p| format!(", psql {}", secs(p.psql)))
+                            .unwrap_or_default(),
+                        other_note(&load)
+                    );
+                    let r = TbRun {
+                        usage: run.usage,
+                        own_rss: rec.max_rss_bytes.unwrap_or(run.usage.max_rss_bytes),
+                        phases: rec.phases,
+                        load,
+                    };
+                    let counts = count_rows(cluster, TB_DB)?;
+                    if t == 0 {
+                        tb.push(r);
+                        res.tb_counts = counts;
+                    } else {
+                        serial.push(r);
+                        res.serial_counts = counts;
+                    }
+                    drop_db(cluster, TB_DB)?;
                 }
-                progress!(
-                    "tb-restore{round}: {} wall, {} CPU, {} own peak RSS{}{}",
-                    secs(run.usage.wall),
-                    secs(run.usage.cpu()),
-                    mib(rec.max_rss_bytes.unwrap_or(0)),
-                    rec.phases
-                        .map(|p| format!(", psql {}", secs(p.psql)))
-                        .unwrap_or_default(),
-                    other_note(&load)
-                );
-                tb.push(TbRun {
-                    usage: run.usage,
-                    own_rss: rec.max_rss_bytes.unwrap_or(run.usage.max_rss_bytes),
-                    phases: rec.phases,
-                    load,
-                });
-                res.tb_counts = count_rows(cluster, TB_DB)?;
-                drop_db(cluster, TB_DB)?;
-            } else {
-                let (run, load) = measure_std(cluster, &dump.path, postmaster)?;
-                progress!(
-                    "createdb && gunzip -c | psql{round}: {} wall, {} CPU{}",
-                    secs(run.usage.wall),
-                    secs(run.usage.cpu()),
-                    other_note(&load)
-                );
-                std.push(run.usage);
-                std_loads.push(load);
-                res.std_counts = count_rows(cluster, STD_DB)?;
-                drop_db(cluster, STD_DB)?;
+                _ => {
+                    let (run, load) = measure_std(cluster, &dump.path, postmaster)?;
+                    progress!(
+                        "createdb && gunzip -c | psql{round}: {} wall, {} CPU{}",
+                        secs(run.usage.wall),
+                        secs(run.usage.cpu()),
+                        other_note(&load)
+                    );
+                    std.push(run.usage);
+                    std_loads.push(load);
+                    res.std_counts = count_rows(cluster, STD_DB)?;
+                    drop_db(cluster, STD_DB)?;
+                }
             }
         }
     }
+    res.serial = median_tb(&serial);
     res.pair_ratios = tb
         .iter()
         .zip(&std)
@@ -888,7 +917,12 @@ struct Target {
 fn targets(dump: &Dump, r: &Results) -> Vec<Target> {
     let full = r.tb.usage.wall.as_secs_f64() / r.std.wall.as_secs_f64().max(1e-9);
     let single = r.one.usage.wall.as_secs_f64() / r.tb.usage.wall.as_secs_f64().max(1e-9);
-    let diffs = count_differences(&r.tb_counts, &r.std_counts, &dump.tables);
+    let mut diffs = count_differences(&r.tb_counts, &r.std_counts, &dump.tables);
+    diffs.extend(
+        count_differences(&r.serial_counts, &r.std_counts, &dump.tables)
+            .into_iter()
+            .map(|d| format!("--jobs 1: {d}")),
+    );
     let want_one: BTreeMap<String, u64> = dump
         .tables
         .get_key_value(SINGLE_TABLE)
@@ -919,10 +953,10 @@ fn targets(dump: &Dump, r: &Results) -> Vec<Target> {
             ),
         },
         Target {
-            met: diffs.is_empty() && !r.tb_counts.is_empty(),
+            met: diffs.is_empty() && !r.tb_counts.is_empty() && !r.serial_counts.is_empty(),
             text: if diffs.is_empty() {
                 format!(
-                    "{TB_DB} and {STD_DB} have the same row count in every table, the manifest's: {} tables, {} rows",
+                    "{TB_DB} (both --jobs 2 and 1) and {STD_DB} have the same row count in every table, the manifest's: {} tables, {} rows",
                     r.tb_counts.len(),
                     thousands(r.tb_counts.values().sum())
                 )
@@ -1001,13 +1035,15 @@ fn print_report(
             None => "kept from an earlier run (--fresh makes it again)".to_string(),
         }
     );
-    println!("compared:  tb = tb-restore FILE --dbname {TB_DB}");
+    println!(
+        "compared:  tb = tb-restore FILE --dbname {TB_DB} (two psql sessions load the tables' data; --jobs 1: one)"
+    );
     println!(
         "           standard = bash -c 'set -o pipefail; createdb -T template0 -E UTF8 {STD_DB} && gunzip -c FILE | psql -X -q -v ON_ERROR_STOP=1 -d {STD_DB} >/dev/null'"
     );
     println!("           single table = tb-restore FILE --table {SINGLE_TABLE} --dbname {ONE_DB}");
     println!(
-        "runs:      {repeat} per command{}, each into a new database on a settled server (the previous restore counted and dropped, CHECKPOINT, sync, no autovacuum worker), warm cache, after one unmeasured restore; the whole-dump commands alternate which goes first",
+        "runs:      {repeat} per command{}, each into a new database on a settled server (the previous restore counted and dropped, CHECKPOINT, sync, no autovacuum worker), warm cache, after one unmeasured restore; the whole-dump commands rotate which goes first",
         if repeat > 1 { " (median)" } else { "" }
     );
     if r.pair_ratios.len() > 1 {
@@ -1031,6 +1067,12 @@ fn print_report(
         secs(tb.wall),
         secs(std.wall),
         ratio(tb.wall.as_secs_f64(), std.wall.as_secs_f64()),
+    ]);
+    t.row([
+        "  the same in one psql session (--jobs 1)".to_string(),
+        secs(r.serial.usage.wall),
+        secs(std.wall),
+        ratio(r.serial.usage.wall.as_secs_f64(), std.wall.as_secs_f64()),
     ]);
     t.row([
         "restore CPU time (user+sys, client process tree)".to_string(),

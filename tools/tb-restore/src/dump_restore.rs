@@ -21,7 +21,14 @@
 //! another session, synchronously, and WAL is flushed in order, so
 //! everything loaded is on disk before the target exists. A session
 //! setting: the server's configuration is not touched. (A larger
-//! `maintenance_work_mem` was tried: no faster on the benchmark dump.)
+//! `maintenance_work_mem` was tried: no faster on the benchmark dump; nor
+//! were other `maintenance_work_mem` / `max_parallel_maintenance_workers`
+//! settings for its index builds.)
+//!
+//! From a file, the tables' data loads in two such sessions side by side
+//! (`--jobs 2`, the default): see [`crate::split`]. On the 1.17 GB
+//! benchmark dump, the data took 7 to 8.5 s in two sessions where it took
+//! 12.8 to 14.5 s in one (plain SQL from the page cache, 2 cores).
 //!
 //! # Row counts
 //!
@@ -151,7 +158,12 @@ fn restrict_key() -> String {
 /// too old to have it). What psql then gets must not hold the dump's own
 /// `\restrict` lines ([`DumpScanner::feed_kept`] leaves them out).
 pub(crate) fn restrict_args(conn: &Conn) -> Vec<OsString> {
-    if psql_restricts(conn) {
+    restrict_args_if(psql_restricts(conn))
+}
+
+/// [`restrict_args`] when psql has `\restrict`, a new key each call.
+fn restrict_args_if(restricts: bool) -> Vec<OsString> {
+    if restricts {
         vec!["-c".into(), format!("\\restrict {}", restrict_key()).into()]
     } else {
         Vec::new()
@@ -888,17 +900,19 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         }
         args
     };
+    // Each session with a key of its own (`psql --version` asked once).
+    let restricts = psql_restricts(conn);
     let helper = match &file {
         Some(f) if parallel => Some(Helper::start(
             conn,
             f.try_clone()
                 .context("cannot open the dump a second time")?,
             input.plain,
-            psql_args(restrict_args(conn)),
+            psql_args(restrict_args_if(restricts)),
         )),
         _ => None,
     };
-    let mut args = psql_args(restrict_args(conn));
+    let mut args = psql_args(restrict_args_if(restricts));
     if parallel {
         // Only the marker's value on a line of its own (`-A -t`).
         args.splice(0..0, ["-A".into(), "-t".into()]);
