@@ -166,6 +166,17 @@ struct Stmt {
     /// keyword anyway).
     word: [u8; 10],
     word_len: u8,
+    /// The statement's first four words (lowercase, their first bytes).
+    words: [[u8; 10]; 4],
+    /// Statements ended so far (kept across statements), and of them: ones
+    /// that may change the session or what another table's load sees
+    /// (`risky`, see [`Stmt::judge`]); `SET`/`SELECT`/`COPY` ones, harmless
+    /// only in the exact shapes pg_dump writes them (`shaped`); function
+    /// and aggregate definitions.
+    ended: u32,
+    risky: u32,
+    shaped: u32,
+    functions: u32,
 }
 
 impl Stmt {
@@ -190,6 +201,10 @@ impl Stmt {
         if self.idents == 0 {
             self.first = [0; 4];
         }
+        if let Some(slot) = self.words.get_mut(self.idents as usize) {
+            *slot = [0; 10];
+            slot[..w.len()].copy_from_slice(w);
+        }
         if matches!(
             w,
             b"create" | b"function" | b"procedure" | b"or" | b"replace"
@@ -213,6 +228,73 @@ impl Stmt {
         }
     }
 
+    /// The `i`th word of the statement (empty if none).
+    fn word_at(&self, i: usize) -> &[u8] {
+        if (self.idents as usize) <= i {
+            return b"";
+        }
+        let w = &self.words[i];
+        &w[..w.iter().position(|&b| b == 0).unwrap_or(w.len())]
+    }
+
+    /// What a statement is, by its first words: `(risky, shaped,
+    /// function)`. Harmless: what pg_dump writes before and among the data
+    /// (`CREATE` of tables, types, functions, sequences, views…, `ALTER …
+    /// OWNER`/columns, `COMMENT`, `GRANT`, `REVOKE`, `SECURITY LABEL`,
+    /// `DROP`). Risky: everything else (a transaction, `LOCK`, `DO`,
+    /// DML, a trigger, rule, temporary object, role or database setting…).
+    /// `SET`, `SELECT` and `COPY` are judged by their line's exact shape.
+    fn judge(&self) -> (bool, bool, bool) {
+        let w = |i| self.word_at(i);
+        match w(0) {
+            b"" => (false, false, false),
+            b"create" => {
+                let mut k = 1;
+                if w(1) == b"or" && w(2) == b"replace" {
+                    k = 3;
+                }
+                if matches!(
+                    w(k),
+                    b"unlogged" | b"materialized" | b"trusted" | b"procedural"
+                ) {
+                    k += 1;
+                }
+                let kind = w(k);
+                let risky = matches!(
+                    kind,
+                    b"temp"
+                        | b"temporary"
+                        | b"global"
+                        | b"local"
+                        | b"trigger"
+                        | b"constraint"
+                        | b"rule"
+                        | b"event"
+                );
+                (risky, false, matches!(kind, b"function" | b"aggregate"))
+            }
+            b"alter" => (
+                matches!(w(1), b"role" | b"user" | b"group" | b"database" | b"system"),
+                false,
+                false,
+            ),
+            b"comment" | b"grant" | b"revoke" | b"security" | b"drop" => (false, false, false),
+            b"set" | b"select" | b"copy" => (false, true, false),
+            _ => (true, false, false),
+        }
+    }
+
+    fn end_statement(&mut self) {
+        let (risky, shaped, function) = self.judge();
+        *self = Stmt {
+            ended: self.ended + u32::from(self.idents > 0),
+            risky: self.risky + u32::from(risky),
+            shaped: self.shaped + u32::from(shaped),
+            functions: self.functions + u32::from(function),
+            ..Stmt::default()
+        };
+    }
+
     /// A byte of SQL outside strings and comments.
     fn code_byte(&mut self, b: u8) {
         if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 || (b == b'$' && self.word_len > 0) {
@@ -224,7 +306,7 @@ impl Stmt {
         }
         self.end_word();
         match b {
-            b';' if self.parens == 0 && self.begin_depth == 0 => *self = Stmt::default(),
+            b';' if self.parens == 0 && self.begin_depth == 0 => self.end_statement(),
             b'(' => {
                 self.parens += 1;
                 self.open = true;
@@ -282,6 +364,17 @@ pub struct DumpScanner {
     garbled: Option<String>,
     /// The kind of the statement line that just ended.
     last_kind: LineKind,
+    /// A CHECK or generated column was seen; a built-in that runs a query
+    /// (`query_to_xml`…, `dblink`) was named (see [`Self::line_kind`]).
+    expressions: bool,
+    query_functions: bool,
+    /// Functions the dump defines (names, lowercase; how many definitions
+    /// were seen), and what CHECK and generated expressions call; an
+    /// operator or cast (functions called unnamed).
+    defined: std::collections::BTreeSet<Vec<u8>>,
+    defined_lines: usize,
+    called: std::collections::BTreeSet<Vec<u8>>,
+    opaque: bool,
 }
 
 /// What the scanner learned.
@@ -409,6 +502,12 @@ impl DumpScanner {
             unrestricted: None,
             garbled: None,
             last_kind: LineKind::Quiet,
+            expressions: false,
+            query_functions: false,
+            defined: std::collections::BTreeSet::new(),
+            defined_lines: 0,
+            called: std::collections::BTreeSet::new(),
+            opaque: false,
         }
     }
 
@@ -791,7 +890,7 @@ impl DumpScanner {
     }
 
     /// What the statement line that just ended is (see [`LineKind`]).
-    fn line_kind(&self, copy_before: bool) -> LineKind {
+    fn line_kind(&mut self, copy_before: bool) -> LineKind {
         if self.line_dropped {
             return LineKind::Dropped;
         }
@@ -803,84 +902,76 @@ impl DumpScanner {
         let text = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
         let text = text.trim_ascii();
         let whole = self.line_len <= MAX_LINE;
-        let word = |w: &[u8]| {
-            text.len() >= w.len()
-                && text[..w.len()].eq_ignore_ascii_case(w)
-                && text.get(w.len()).is_none_or(|b| !is_ident(*b))
-        };
-        let risky = [
-            &b"set"[..],
-            b"reset",
-            b"discard",
-            b"begin",
-            b"start",
-            b"commit",
-            b"end",
-            b"rollback",
-            b"abort",
-            b"savepoint",
-            b"release",
-            b"prepare",
-            b"declare",
-            b"listen",
-            b"lock",
-            b"do",
-            b"call",
-        ]
-        .iter()
-        .any(|w| word(w));
-        let creates_risky = word(b"create")
-            && [
-                "trigger",
-                "rule",
-                "temp",
-                "temporary",
-                "constraint",
-                "event",
-                "or",
-            ]
-            .iter()
-            .any(|w| {
-                let rest = text[6..].trim_ascii_start();
-                rest.len() >= w.len()
-                    && rest[..w.len()].eq_ignore_ascii_case(w.as_bytes())
-                    && rest.get(w.len()).is_none_or(|b| !is_ident(*b))
-            });
-        // A statement of one's own (not the rest of one, not in a string):
-        // its first word says what it is. `set_config` anywhere in code.
-        let starts = self.line_normal && !self.line_start_stmt.open;
-        let barrier = (starts && (risky || creates_risky))
-            || (self.line_normal
-                && memchr::memmem::find(&text.to_ascii_lowercase(), b"set_config").is_some());
-        if !self.line_normal
-            || !matches!(self.lex, Lex::Normal)
-            || self.line_start_stmt.open
-            || self.stmt.open
-        {
-            // Part of a statement of several lines, or one that goes on.
-            return if barrier {
-                LineKind::Barrier
-            } else {
+        let (now, before) = (self.stmt, self.line_start_stmt);
+        let ended = now.ended - before.ended;
+        let risky = now.risky > before.risky;
+        let shaped = now.shaped > before.shaped;
+        // An expression evaluated as rows load (a CHECK, a generated
+        // column, a domain's CHECK) can read other tables only through a
+        // function of the dump's own (or a built-in that runs a query):
+        // with both, the tables' loads may not overlap.
+        if self.line_normal {
+            let lower = text.to_ascii_lowercase();
+            let has = |w: &[u8]| memchr::memmem::find(&lower, w).is_some();
+            if has(b"check (") || has(b"generated always as (") {
+                self.expressions = true;
+                called_names(&lower, &mut self.called);
+            }
+            if has(b"_to_xml") || has(b"dblink") {
+                self.query_functions = true;
+            }
+            if let Some(name) = defined_function(&lower) {
+                self.defined.insert(name);
+            }
+            // Operators and casts run functions without naming them.
+            if !before.open
+                && (lower.starts_with(b"create operator") || lower.starts_with(b"create cast"))
+            {
+                self.opaque = true;
+            }
+        }
+        // A function definition not on a line of its own: its name unknown.
+        if now.functions as usize > self.defined_lines {
+            self.defined_lines = now.functions as usize;
+            if self.defined.len() < self.defined_lines {
+                self.opaque = true;
+            }
+        }
+        let capped = self.called.len() > NAMES_CAP || self.defined.len() > NAMES_CAP;
+        let reads_tables = self.expressions
+            && (self.query_functions
+                || self.opaque
+                || capped
+                || self.called.iter().any(|c| self.defined.contains(c)));
+        if risky || reads_tables {
+            return LineKind::Barrier;
+        }
+        let alone = ended == 1
+            && self.line_normal
+            && matches!(self.lex, Lex::Normal)
+            && !before.open
+            && !now.open
+            && whole;
+        if shaped {
+            // SET, SELECT or COPY: harmless only as pg_dump writes them.
+            return if alone && session_shape(text) {
+                LineKind::Session
+            } else if alone && setval_shape(text) {
+                LineKind::Setval
+            } else if alone && lo_create_shape(text) {
                 LineKind::Other
+            } else {
+                LineKind::Barrier
             };
+        }
+        if !self.line_normal || !matches!(self.lex, Lex::Normal) || before.open || now.open {
+            // Part of a statement of several lines, or one that goes on.
+            return LineKind::Other;
         }
         if text.is_empty() || text.starts_with(b"--") {
             return LineKind::Quiet;
         }
-        // One statement alone on its line, as pg_dump writes them.
-        let one = whole && memchr::memchr_iter(b';', text).count() == 1 && text.ends_with(b";");
-        if one && (text.starts_with(b"SET ") || text.starts_with(b"SELECT pg_catalog.set_config("))
-        {
-            return LineKind::Session;
-        }
-        if one && text.starts_with(b"SELECT pg_catalog.setval(") {
-            return LineKind::Setval;
-        }
-        if barrier {
-            LineKind::Barrier
-        } else {
-            LineKind::Other
-        }
+        LineKind::Other
     }
 
     fn statement_line(&mut self) {
@@ -1054,6 +1145,170 @@ impl DumpScanner {
         }
         Ok(())
     }
+}
+
+/// The most function names kept (defined, called); past it, any CHECK or
+/// generated column may read other tables.
+const NAMES_CAP: usize = 10_000;
+
+/// The name a `create [or replace] function|aggregate NAME(` line (lower
+/// case) defines: its last part, unquoted.
+fn defined_function(lower: &[u8]) -> Option<Vec<u8>> {
+    let rest = [
+        &b"create function "[..],
+        b"create or replace function ",
+        b"create aggregate ",
+        b"create or replace aggregate ",
+    ]
+    .iter()
+    .find_map(|p| lower.strip_prefix(*p))?;
+    let name = &rest[..rest.iter().position(|&b| b == b'(')?];
+    let last = name.rsplit(|&b| b == b'.').next()?;
+    Some(last.iter().copied().filter(|&b| b != b'"').collect())
+}
+
+/// Every name followed by `(` in an expression line (lower case): what it
+/// may call.
+fn called_names(lower: &[u8], into: &mut std::collections::BTreeSet<Vec<u8>>) {
+    let mut start = None;
+    for (i, &b) in lower.iter().enumerate() {
+        if is_ident(b) || b == b'"' {
+            start.get_or_insert(i);
+            continue;
+        }
+        if let Some(s) = start.take()
+            && b == b'('
+        {
+            into.insert(lower[s..i].iter().copied().filter(|&b| b != b'"').collect());
+        }
+    }
+}
+
+/// A cursor over a line, for the exact shapes below.
+struct Shape<'a>(&'a [u8]);
+
+impl Shape<'_> {
+    fn lit(&mut self, s: &[u8]) -> bool {
+        match self.0.strip_prefix(s) {
+            Some(r) => {
+                self.0 = r;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes while `ok`; how many.
+    fn many(&mut self, ok: impl Fn(u8) -> bool) -> usize {
+        let n = self.0.iter().take_while(|&&b| ok(b)).count();
+        self.0 = &self.0[n..];
+        n
+    }
+
+    /// `'…'` with no quote or backslash inside (`doubled`: `''` allowed).
+    fn string(&mut self, doubled: bool) -> Option<Vec<u8>> {
+        if !self.lit(b"'") {
+            return None;
+        }
+        let mut v = Vec::new();
+        loop {
+            match self.0 {
+                [b'\'', b'\'', rest @ ..] if doubled => {
+                    v.push(b'\'');
+                    self.0 = rest;
+                }
+                [b'\'', rest @ ..] => {
+                    self.0 = rest;
+                    return Some(v);
+                }
+                [b'\\', ..] | [] => return None,
+                [b, rest @ ..] => {
+                    v.push(*b);
+                    self.0 = rest;
+                }
+            }
+        }
+    }
+
+    fn boolean(&mut self) -> bool {
+        self.lit(b"true") || self.lit(b"false")
+    }
+
+    fn end(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `SET name = value[, value…];` (values plain words or strings) or
+/// `SELECT pg_catalog.set_config('name', 'value', false);`: a setting and
+/// nothing else, as pg_dump writes them. `standard_conforming_strings`
+/// only as `= on` / `= off` (the lexer follows those).
+fn session_shape(t: &[u8]) -> bool {
+    let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.';
+    let mut c = Shape(t);
+    if c.lit(b"SET ") {
+        let name = c.0;
+        if c.many(word) == 0 {
+            return false;
+        }
+        let name = &name[..name.len() - c.0.len()];
+        if !c.lit(b" = ") {
+            return false;
+        }
+        if name == b"standard_conforming_strings" {
+            return c.0 == b"on;" || c.0 == b"off;";
+        }
+        loop {
+            let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+            if c.0.first() == Some(&b'\'') {
+                if c.string(false).is_none() {
+                    return false;
+                }
+            } else if c.many(plain) == 0 {
+                return false;
+            }
+            if c.lit(b";") {
+                return c.end();
+            }
+            if !c.lit(b", ") {
+                return false;
+            }
+        }
+    }
+    c.lit(b"SELECT pg_catalog.set_config(")
+        && c.string(false)
+            .is_some_and(|n| n != b"standard_conforming_strings")
+        && c.lit(b", ")
+        && c.string(false).is_some()
+        && c.lit(b", ")
+        && c.boolean()
+        && c.lit(b");")
+        && c.end()
+}
+
+/// `SELECT pg_catalog.setval('name', N, true|false);` with literals only.
+fn setval_shape(t: &[u8]) -> bool {
+    let mut c = Shape(t);
+    c.lit(b"SELECT pg_catalog.setval(")
+        && c.string(true).is_some()
+        && c.lit(b", ")
+        && {
+            c.lit(b"-");
+            c.many(|b| b.is_ascii_digit()) > 0
+        }
+        && c.lit(b", ")
+        && c.boolean()
+        && c.lit(b");")
+        && c.end()
+}
+
+/// `SELECT pg_catalog.lo_create('N');`.
+fn lo_create_shape(t: &[u8]) -> bool {
+    let mut c = Shape(t);
+    c.lit(b"SELECT pg_catalog.lo_create('")
+        && c.many(|b| b.is_ascii_digit()) > 0
+        && c.lit(b"');")
+        && c.end()
 }
 
 /// The table name of `COPY <name> (cols) FROM stdin;` as written, quotes

@@ -71,7 +71,7 @@ use tb_shared::sqldump::{DumpFacts, DumpKind, DumpScanner};
 use tb_shared::verify::{Verdict, check_file};
 
 use crate::Args;
-use crate::helper::{Helper, Outcome as HelperOutcome};
+use crate::helper::{Helper, Outcome as HelperOutcome, Session};
 use crate::split::{Side, Sink, Split};
 
 /// `"name"` for SQL.
@@ -607,6 +607,8 @@ fn restore_roles(conn: &Conn, dump: &Path, rep: &mut Reporter) -> Result<()> {
 pub(crate) struct Ready {
     state: Option<u64>,
     stale: Vec<(String, String)>,
+    /// The server's major version.
+    server_major: u32,
 }
 
 /// Every preflight check; errors name what is missing and the way forward.
@@ -723,6 +725,7 @@ pub(crate) fn preflight(
     Ok(Ready {
         state,
         stale: server.stale,
+        server_major: server.major,
     })
 }
 
@@ -810,20 +813,36 @@ const PIPE_BYTES: i32 = 1 << 20;
 /// What the session that loads a dump sets first (see the module's docs).
 pub(crate) const LOAD_SETTINGS: &str = "SET synchronous_commit = off;";
 
-/// The main psql session's side of a restore: its stdin, and the helper
-/// session when there is one (see [`crate::split`]).
-struct MainSink {
-    stdin: Option<std::process::ChildStdin>,
-    /// psql stopped reading (its stderr says why).
+/// The main side of a restore: its psql session (the first, then the one
+/// that loads the data), and the helper session when there is one (see
+/// [`crate::split`]).
+struct MainSink<'a> {
+    conn: &'a Conn,
+    db: String,
+    restricts: bool,
+    settings: String,
+    /// The file again, for the helper; plain SQL or gzip.
+    file: Option<std::fs::File>,
+    plain: bool,
+    session: Session,
+    /// How the first session ended, once the data sessions took over.
+    first: Option<(std::process::ExitStatus, String)>,
+    /// psql stopped reading (its stderr says why), or the helper failed:
+    /// nothing more is written.
     gone: bool,
-    /// The marker query, with its line end.
-    marker: String,
     helper: Option<Helper>,
-    /// The helper, once ended.
     helper_done: Option<HelperOutcome>,
+    /// Why the data loaded in one session after all.
+    one_session: Option<String>,
 }
 
-impl MainSink {
+impl MainSink<'_> {
+    /// psql's arguments for a session of this restore (a restrict key of
+    /// its own).
+    fn args(&self) -> Vec<OsString> {
+        session_args(&self.db, self.restricts, &self.settings)
+    }
+
     /// Wait for the helper to end (stop it first when `stop`); when it did
     /// not do its part, nothing more goes to psql.
     fn join_helper(&mut self, stop: bool) {
@@ -839,12 +858,12 @@ impl MainSink {
     }
 }
 
-impl Sink for MainSink {
+impl Sink for MainSink<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.gone {
             return Ok(());
         }
-        if let Some(stdin) = &mut self.stdin
+        if let Some(stdin) = &mut self.session.stdin
             && stdin.write_all(bytes).is_err()
         {
             self.gone = true;
@@ -852,11 +871,37 @@ impl Sink for MainSink {
         Ok(())
     }
 
-    fn gate(&mut self) -> io::Result<()> {
-        let marker = std::mem::take(&mut self.marker);
-        let r = self.write(marker.as_bytes());
-        self.marker = marker;
-        r
+    fn gate(&mut self) -> io::Result<bool> {
+        // Everything before the data has run when the first session ended
+        // well; then the data sessions, the main one first (a server that
+        // takes one more connection only gives it to the main one).
+        let (status, said) = self.session.finish(self.gone).map_err(io::Error::other)?;
+        let ok = status.success() && !self.gone;
+        self.first = Some((status, said));
+        if !ok {
+            self.gone = true;
+            return Ok(false);
+        }
+        self.session = Session::start(self.conn, &self.args(), true)
+            .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
+        if !self.session.wait_ready() {
+            self.gone = true;
+            return Ok(false);
+        }
+        let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {
+            self.one_session = Some("the file could not be opened a second time".into());
+            return Ok(false);
+        };
+        match Helper::start(self.conn, file, self.plain, self.args()) {
+            Ok(h) => {
+                self.helper = Some(h);
+                Ok(true)
+            }
+            Err(why) => {
+                self.one_session = Some(format!("a second session could not connect ({why})"));
+                Ok(false)
+            }
+        }
     }
 
     fn barrier(&mut self) -> io::Result<()> {
@@ -864,6 +909,27 @@ impl Sink for MainSink {
         self.join_helper(stop);
         Ok(())
     }
+}
+
+/// psql's arguments for a session that loads (part of) a dump into `db`:
+/// stop at the first error, restricted when it can be, our settings, SQL
+/// on stdin.
+fn session_args(db: &str, restricts: bool, settings: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.extend(restrict_args_if(restricts));
+    args.extend(["-c".into(), settings.into(), "-f".into(), "-".into()]);
+    args
+}
+
+/// How the dump streamed in: what the scanner learned, the psql sessions
+/// that loaded the data, and why one when two were asked for.
+struct Streamed {
+    facts: DumpFacts,
+    sessions: u32,
+    one_session: Option<String>,
 }
 
 /// Stream the dump (file or stdin) into psql on database `db`; the scanner
@@ -875,8 +941,13 @@ impl Sink for MainSink {
 /// the server set the pace, and on two cores a separate decompression
 /// thread handing over its pieces made the server's COPYs about 10 %
 /// slower (measured against `gunzip -c | psql`).
-fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<DumpFacts> {
-    let db = &db_arg(db);
+fn stream_into(
+    conn: &Conn,
+    input: &DumpInput,
+    db: &str,
+    jobs: usize,
+    server_major: u32,
+) -> Result<Streamed> {
     // psql itself refuses every meta-command of the dump: it runs
     // restricted (`\restrict`) with a key of ours that the dump cannot
     // know, and the dump's own `\restrict`/`\unrestrict` lines are left
@@ -889,79 +960,29 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         None => None,
     };
     let parallel = jobs >= 2 && file.is_some();
-    let psql_args = |restrict: Vec<OsString>| -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
-            .iter()
-            .map(Into::into)
-            .collect();
-        args.extend(restrict);
-        for a in ["-c", LOAD_SETTINGS, "-f", "-"] {
-            args.push(a.into());
-        }
-        args
+    // A session that waits for the other (at the barrier, or while its
+    // reader passes the other's data) must not be ended as idle.
+    let settings = if server_major >= 14 {
+        format!("{LOAD_SETTINGS} SET idle_session_timeout = 0;")
+    } else {
+        LOAD_SETTINGS.to_string()
     };
-    // Each session with a key of its own (`psql --version` asked once).
-    let restricts = psql_restricts(conn);
-    let helper = match &file {
-        Some(f) if parallel => Some(Helper::start(
-            conn,
-            f.try_clone()
-                .context("cannot open the dump a second time")?,
-            input.plain,
-            psql_args(restrict_args_if(restricts)),
-        )),
-        _ => None,
-    };
-    let mut args = psql_args(restrict_args_if(restricts));
-    if parallel {
-        // Only the marker's value on a line of its own (`-A -t`).
-        args.splice(0..0, ["-A".into(), "-t".into()]);
-    }
-    let mut cmd = conn.command("psql", &args);
-    cmd.stdin(Stdio::piped())
-        .stdout(if parallel {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| spawn_error(e, conn))?;
-    let _registered = signals::Child::register(child.id());
-    let mut stderr = child.stderr.take().context("psql has no stderr")?;
-    let errs = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if buf.len() < 64 << 10 {
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let marker = format!("tb-gate-{}", restrict_key());
-    let watcher = match (child.stdout.take(), &helper) {
-        (Some(out), Some(h)) => {
-            let shared = h.shared.clone();
-            let want = marker.clone();
-            Some(std::thread::spawn(move || {
-                let mut seen = false;
-                for line in io::BufReader::new(out).split(b'\n') {
-                    match line {
-                        Ok(l) if !seen && l == want.as_bytes() => {
-                            seen = true;
-                            shared.open_gate();
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                }
-                shared.shut_gate();
-            }))
-        }
-        _ => None,
+    let (db, restricts) = (db_arg(db), psql_restricts(conn));
+    let session = Session::start(conn, &session_args(&db, restricts, &settings), false)
+        .map_err(|e| spawn_error(e, conn))?;
+    let mut sink = MainSink {
+        conn,
+        db,
+        restricts,
+        settings,
+        file: None,
+        plain: input.plain,
+        session,
+        first: None,
+        gone: false,
+        helper: None,
+        helper_done: None,
+        one_session: None,
     };
     let mut scanner = DumpScanner::new(DumpKind::Database);
     let mut split = Split::new(Side::Main, parallel);
@@ -972,22 +993,19 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         .map(|f| f.raw_bytes)
         .filter(|_| !input.plain);
     let progress = tb_shared::progress::Progress::new("restoring", total);
-    let stdin = child.stdin.take().context("psql has no stdin")?;
-    // A pipe of 64 KiB (the default) holds about a millisecond of psql's
-    // work: psql waited while the next piece was decompressed. With 1 MiB
-    // (the most an unprivileged process may ask for) and pieces a quarter
-    // of it, it always has the next one. Only speed: ignored if refused.
-    let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
-    let mut sink = MainSink {
-        stdin: Some(stdin),
-        gone: false,
-        marker: format!("SELECT '{marker}';\n"),
-        helper,
-        helper_done: None,
-    };
     // Why feeding stopped early, when it did.
     let mut send_error: Option<anyhow::Error> = None;
     let mut events = Vec::new();
+    let source: Box<dyn Read> = match &file {
+        Some(f) => Box::new(
+            f.try_clone()
+                .context("cannot open the dump a second time")?,
+        ),
+        None => Box::new(io::stdin().lock()),
+    };
+    if parallel {
+        sink.file = file;
+    }
     let mut feed = |piece: &[u8]| -> io::Result<()> {
         let stop = || Err(io::Error::other("feeding psql stopped"));
         if let Err(e) = signals::check() {
@@ -1022,10 +1040,6 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
     };
     // The reader's verdict: Ok(None) when there is none to have (the
     // feeding stopped first, or plain SQL read to its end).
-    let source: Box<dyn Read> = match file {
-        Some(f) => Box::new(f),
-        None => Box::new(io::stdin().lock()),
-    };
     let verdict: Result<Option<Inflated>, GzProblem> = if input.plain {
         let mut source = source;
         let mut buf = vec![0u8; PIPE_BYTES as usize / 4];
@@ -1075,11 +1089,12 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         (Ok(_), Err(why)) if !input.plain => Some(why.to_string()),
         _ => None,
     };
-    if incomplete.is_some() || send_error.is_some() {
+    let cut = incomplete.is_some() || send_error.is_some();
+    if cut {
         // Never let psql reach the end of a cut stream: it would commit
         // what it has. Kill it, and the helper; the temporary database is
         // dropped.
-        let _ = child.kill();
+        let _ = sink.session.child.kill();
         sink.join_helper(true);
     } else {
         // The last line (when it has no line end), after the helper is
@@ -1095,16 +1110,8 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         .helper_done
         .as_ref()
         .is_some_and(|h| split.helper_blocks() > 0 && !h.ok() && !h.stopped);
-    if helper_bad {
-        // The helper did not load its part: psql must not commit the rest.
-        let _ = child.kill();
-    }
-    drop(sink.stdin.take());
-    let status = child.wait().context("cannot wait for psql")?;
-    let said = errs.join().unwrap_or_default();
-    if let Some(w) = watcher {
-        let _ = w.join();
-    }
+    // psql must not commit what it has when the rest is missing.
+    let (status, said) = sink.session.finish(cut || helper_bad)?;
     if let Some(e) = send_error {
         return Err(e);
     }
@@ -1123,6 +1130,15 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
             ),
         });
     }
+    // The session before the data failed: the others never started.
+    if let Some((st, said)) = &sink.first
+        && !st.success()
+    {
+        let lines = split.first_lines();
+        return Err(psql_failed(conn, input, Some(*st), said, |n| {
+            lines.dump_line(n)
+        }));
+    }
     // The helper's psql failed by itself: its error is the one to report
     // (the main session was stopped for it).
     if let Some(h) = &sink.helper_done
@@ -1130,23 +1146,18 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
         && h.psql_failed()
     {
         return Err(psql_failed(conn, input, h.status, &h.stderr, |n| {
-            h.split.dump_line(n)
+            h.split.lines().dump_line(n)
         }));
     }
     if !status.success() && !helper_bad {
         return Err(psql_failed(conn, input, Some(status), &said, |n| {
-            split.dump_line(n)
+            split.lines().dump_line(n)
         }));
     }
     if let Some(h) = &sink.helper_done
         && split.helper_blocks() > 0
     {
         if !h.ok() {
-            if h.psql_failed() || h.status.is_none() {
-                return Err(psql_failed(conn, input, h.status, &h.stderr, |n| {
-                    h.split.dump_line(n)
-                }));
-            }
             bail!(Failure::new(
                 Cause::Other,
                 format!(
@@ -1167,7 +1178,7 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
     }
     if !status.success() {
         return Err(psql_failed(conn, input, Some(status), &said, |n| {
-            split.dump_line(n)
+            split.lines().dump_line(n)
         }));
     }
     if sink.gone {
@@ -1179,7 +1190,12 @@ fn stream_into(conn: &Conn, input: &DumpInput, db: &str, jobs: usize) -> Result<
             )
         ));
     }
-    Ok(facts)
+    let sessions = if split.helper_blocks() > 0 { 2 } else { 1 };
+    Ok(Streamed {
+        facts,
+        sessions,
+        one_session: sink.one_session.clone().filter(|_| parallel),
+    })
 }
 
 /// The error for a psql (of the restore) that failed: `said` its stderr,
@@ -1458,7 +1474,8 @@ fn restore_core(
     })?;
     let result = (|| -> Result<(DumpFacts, Vec<TableCount>)> {
         let started = Instant::now();
-        let facts = stream_into(&conn, input, &temp, jobs)?;
+        let streamed = stream_into(&conn, input, &temp, jobs, ready.server_major)?;
+        let facts = streamed.facts;
         let restore_ms = started.elapsed().as_millis() as u64;
         if input.verify_streaming {
             rep.emit(
@@ -1508,11 +1525,14 @@ fn restore_core(
             }
             rows.push((name.clone(), n.unwrap_or(0), want));
         }
-        rep.emit(
-            Record::new("step")
-                .with("step", "psql")
-                .with("duration_ms", restore_ms),
-        );
+        let mut step = Record::new("step")
+            .with("step", "psql")
+            .with("duration_ms", restore_ms)
+            .with("sessions", streamed.sessions);
+        if let Some(why) = &streamed.one_session {
+            step.set("one_session", why);
+        }
+        rep.emit(step);
         for ((name, n, want), absent) in rows.iter().zip(absent) {
             let mut r = Record::new("table")
                 .with("table", name)

@@ -1,15 +1,17 @@
-//! The second psql session of a whole-dump restore: its own reader of the
-//! same file, its own psql, the COPY blocks [`crate::split`] gives it.
+//! The psql sessions of a whole-dump restore ([`Session`]), and the second
+//! one that loads data ([`Helper`]): its own reader of the same file, its
+//! own psql, the COPY blocks [`crate::split`] gives it.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+
+use anyhow::{Context, Result};
 
 use tb_shared::pg::Conn;
 use tb_shared::signals;
@@ -17,20 +19,136 @@ use tb_shared::sqldump::{DumpKind, DumpScanner};
 
 use crate::split::{Side, Sink, Split};
 
-/// The gate (see [`crate::split`]): closed until the main session printed
-/// the marker; shut for good when it cannot any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
-    Waiting,
-    Open,
-    Shut,
+/// One psql that reads SQL on stdin: its stderr collected (the first 64
+/// KiB), its stdout read and dropped, but for the line that says it is
+/// connected (`ready`).
+pub(crate) struct Session {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    errs: Option<JoinHandle<String>>,
+    ready: Option<mpsc::Receiver<bool>>,
+    _registered: signals::Child,
+}
+
+/// A key nobody else can print.
+fn marker() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("tb-ready-{hex}")
+}
+
+impl Session {
+    /// Start psql with `args` (which end with `-f -`); with `ready`, it
+    /// first prints a marker, so that [`Session::wait_ready`] can tell it
+    /// is connected.
+    pub(crate) fn start(conn: &Conn, args: &[OsString], ready: bool) -> io::Result<Session> {
+        let key = marker();
+        let mut all: Vec<OsString> = Vec::new();
+        if ready {
+            all.extend(["-A".into(), "-t".into(), "-c".into()]);
+            all.push(format!("SELECT '{key}'").into());
+        }
+        all.extend(args.iter().cloned());
+        let mut cmd = conn.command("psql", &all);
+        cmd.stdin(Stdio::piped())
+            .stdout(if ready { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let registered = signals::Child::register(child.id());
+        let errs = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = e.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    if buf.len() < 64 << 10 {
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        });
+        let ready = child.stdout.take().map(|mut out| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                // Lines are looked at by their first bytes only: what the
+                // dump's own queries print is dropped as it comes.
+                let (mut line, mut len, mut told) = (Vec::new(), 0usize, false);
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = out.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    for &b in &chunk[..n] {
+                        if b == b'\n' {
+                            if !told && len == key.len() && line == key.as_bytes() {
+                                told = true;
+                                let _ = tx.send(true);
+                            }
+                            line.clear();
+                            len = 0;
+                        } else {
+                            if line.len() < 64 {
+                                line.push(b);
+                            }
+                            len += 1;
+                        }
+                    }
+                }
+                if !told {
+                    let _ = tx.send(false);
+                }
+            });
+            rx
+        });
+        let stdin = child.stdin.take();
+        if let Some(s) = &stdin {
+            // A pipe of 64 KiB (the default) holds about a millisecond of
+            // psql's work; 1 MiB always has the next piece. Only speed.
+            let _ = nix::fcntl::fcntl(s, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        }
+        Ok(Session {
+            child,
+            stdin,
+            errs,
+            ready,
+            _registered: registered,
+        })
+    }
+
+    /// Whether psql connected (it printed the marker) rather than ended.
+    pub(crate) fn wait_ready(&mut self) -> bool {
+        self.ready
+            .take()
+            .and_then(|r| r.recv().ok())
+            .unwrap_or(false)
+    }
+
+    /// Close stdin (killing psql first when `kill`) and wait: its exit and
+    /// stderr.
+    pub(crate) fn finish(&mut self, kill: bool) -> Result<(ExitStatus, String)> {
+        if kill {
+            let _ = self.child.kill();
+        }
+        drop(self.stdin.take());
+        let status = self.child.wait().context("cannot wait for psql")?;
+        let said = self
+            .errs
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        Ok((status, said))
+    }
 }
 
 /// What the main side and the helper share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    gate: Mutex<Gate>,
-    cv: Condvar,
+#[derive(Debug, Default)]
+struct Shared {
     /// The main side wants the helper to stop (its psql is killed).
     abort: AtomicBool,
     /// The helper's psql, once running (0 before).
@@ -38,37 +156,6 @@ pub(crate) struct Shared {
     /// The helper stopped for a reason of its own (its psql failed, it
     /// could not read): the main side stops too.
     failed: AtomicBool,
-}
-
-impl Shared {
-    fn new() -> Shared {
-        Shared {
-            gate: Mutex::new(Gate::Waiting),
-            cv: Condvar::new(),
-            abort: AtomicBool::new(false),
-            pid: AtomicU32::new(0),
-            failed: AtomicBool::new(false),
-        }
-    }
-
-    fn set_gate(&self, to: Gate) {
-        if let Ok(mut g) = self.gate.lock() {
-            if *g == Gate::Waiting || to == Gate::Shut && *g != Gate::Open {
-                *g = to;
-            }
-            self.cv.notify_all();
-        }
-    }
-
-    /// The main session printed the marker.
-    pub(crate) fn open_gate(&self) {
-        self.set_gate(Gate::Open);
-    }
-
-    /// The main session ended (its output did) without printing it.
-    pub(crate) fn shut_gate(&self) {
-        self.set_gate(Gate::Shut);
-    }
 }
 
 /// How the helper ended.
@@ -105,21 +192,41 @@ impl Outcome {
 #[derive(Debug)]
 pub(crate) struct Helper {
     thread: Option<JoinHandle<Outcome>>,
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Helper {
-    /// Start reading `file` (a second handle on the file the main side
-    /// reads: the same bytes, even if the path is replaced meanwhile) and
-    /// feeding a psql of its own; `args`: psql's arguments.
-    pub(crate) fn start(conn: &Conn, file: File, plain: bool, args: Vec<OsString>) -> Helper {
-        let shared = Arc::new(Shared::new());
+    /// Start psql (`args`) and, once it is connected, read `file` (a second
+    /// handle on the file the main side reads: the same bytes, even if the
+    /// path is replaced meanwhile) into it. `Err`: it could not connect
+    /// (what psql said), and it is gone.
+    pub(crate) fn start(
+        conn: &Conn,
+        file: File,
+        plain: bool,
+        args: Vec<OsString>,
+    ) -> std::result::Result<Helper, String> {
+        let shared = Arc::new(Shared::default());
         let conn = conn.clone();
         let sh = shared.clone();
-        let thread = std::thread::spawn(move || run(&conn, file, plain, args, &sh));
-        Helper {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || run(&conn, file, plain, &args, &sh, &tx));
+        let helper = Helper {
             thread: Some(thread),
             shared,
+        };
+        match rx.recv() {
+            Ok(Ok(())) => Ok(helper),
+            Ok(Err(why)) => {
+                let _ = helper.join();
+                Err(why)
+            }
+            Err(_) => {
+                let out = helper.join();
+                Err(out
+                    .and_then(|o| o.reason)
+                    .unwrap_or_else(|| "it ended".into()))
+            }
         }
     }
 
@@ -131,7 +238,6 @@ impl Helper {
     /// Stop it: its psql is killed.
     pub(crate) fn abort(&self) {
         self.shared.abort.store(true, Ordering::SeqCst);
-        self.shared.shut_gate();
         let pid = self.shared.pid.load(Ordering::SeqCst);
         if pid != 0 {
             let _ = nix::sys::signal::kill(
@@ -172,8 +278,7 @@ impl Read for At {
 }
 
 struct HelperSink<'a> {
-    stdin: &'a mut std::process::ChildStdin,
-    shared: &'a Shared,
+    stdin: &'a mut ChildStdin,
 }
 
 impl Sink for HelperSink<'_> {
@@ -181,28 +286,9 @@ impl Sink for HelperSink<'_> {
         self.stdin.write_all(bytes)
     }
 
-    fn gate(&mut self) -> io::Result<()> {
-        let mut g = self
-            .shared
-            .gate
-            .lock()
-            .map_err(|_| io::Error::other("gate poisoned"))?;
-        loop {
-            match *g {
-                Gate::Open => return Ok(()),
-                Gate::Shut => return Err(io::Error::other("the main session ended first")),
-                Gate::Waiting => {}
-            }
-            if self.shared.abort.load(Ordering::SeqCst) || signals::check().is_err() {
-                return Err(io::Error::other("stopped"));
-            }
-            g = self
-                .shared
-                .cv
-                .wait_timeout(g, Duration::from_millis(100))
-                .map_err(|_| io::Error::other("gate poisoned"))?
-                .0;
-        }
+    /// The helper starts only once the first session has ended.
+    fn gate(&mut self) -> io::Result<bool> {
+        Ok(true)
     }
 
     fn barrier(&mut self) -> io::Result<()> {
@@ -210,68 +296,54 @@ impl Sink for HelperSink<'_> {
     }
 }
 
-fn run(conn: &Conn, file: File, plain: bool, args: Vec<OsString>, shared: &Shared) -> Outcome {
+fn run(
+    conn: &Conn,
+    file: File,
+    plain: bool,
+    args: &[OsString],
+    shared: &Shared,
+    connected: &mpsc::Sender<std::result::Result<(), String>>,
+) -> Outcome {
     let mut split = Split::new(Side::Helper, true);
-    let ended = |split: Split,
-                 status: Option<ExitStatus>,
-                 stderr: String,
-                 clean: bool,
-                 stopped: bool,
-                 reason: Option<String>| {
-        let failed = !stopped && (!clean || status.is_some_and(|s| !s.success()));
-        if failed {
-            shared.failed.store(true, Ordering::SeqCst);
-        }
-        Outcome {
-            status,
-            stderr,
-            split,
-            clean,
-            stopped,
-            reason,
-        }
-    };
-    let mut cmd = conn.command("psql", &args);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let mut session = match Session::start(conn, args, true) {
+        Ok(s) => s,
         Err(e) => {
             let why = format!("cannot run {}: {e}", conn.describe("psql"));
-            return ended(split, None, String::new(), false, false, Some(why));
+            let _ = connected.send(Err(why.clone()));
+            return Outcome {
+                status: None,
+                stderr: String::new(),
+                split,
+                clean: false,
+                stopped: true,
+                reason: Some(why),
+            };
         }
     };
-    let _registered = signals::Child::register(child.id());
-    shared.pid.store(child.id(), Ordering::SeqCst);
-    let errs = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = e.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                if buf.len() < 64 << 10 {
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    });
-    let Some(mut stdin) = child.stdin.take() else {
-        let _ = child.kill();
-        let status = child.wait().ok();
-        return ended(
-            split,
+    shared.pid.store(session.child.id(), Ordering::SeqCst);
+    if !session.wait_ready() {
+        let (status, said) = match session.finish(true) {
+            Ok((st, said)) => (Some(st), said),
+            Err(_) => (None, String::new()),
+        };
+        shared.pid.store(0, Ordering::SeqCst);
+        let why = said
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("psql ended before it was connected")
+            .trim()
+            .to_string();
+        let _ = connected.send(Err(why.clone()));
+        return Outcome {
             status,
-            String::new(),
-            false,
-            false,
-            Some("psql has no stdin".into()),
-        );
-    };
-    let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+            stderr: said,
+            split,
+            clean: false,
+            stopped: true,
+            reason: Some(why),
+        };
+    }
+    let _ = connected.send(Ok(()));
     let at = At { file, pos: 0 };
     let mut source: Box<dyn Read> = if plain {
         Box::new(at)
@@ -286,11 +358,8 @@ fn run(conn: &Conn, file: File, plain: bool, args: Vec<OsString>, shared: &Share
     let mut clean = false;
     let mut stopped = false;
     let mut reason = None;
-    {
-        let mut sink = HelperSink {
-            stdin: &mut stdin,
-            shared,
-        };
+    if let Some(stdin) = session.stdin.as_mut() {
+        let mut sink = HelperSink { stdin };
         loop {
             if shared.abort.load(Ordering::SeqCst) || signals::check().is_err() {
                 stopped = true;
@@ -324,28 +393,33 @@ fn run(conn: &Conn, file: File, plain: bool, args: Vec<OsString>, shared: &Share
                     clean = true;
                     break;
                 }
-                Err(e) => {
-                    if shared.abort.load(Ordering::SeqCst) || signals::check().is_err() {
-                        stopped = true;
-                    } else if e.kind() != io::ErrorKind::BrokenPipe {
-                        // The gate shut: the main session ended first.
-                        stopped = true;
-                    }
-                    // A broken pipe: its psql stopped; its stderr says why.
+                Err(_) => {
+                    // Its psql stopped reading: its stderr says why (or it
+                    // was stopped).
+                    stopped = shared.abort.load(Ordering::SeqCst) || signals::check().is_err();
                     break;
                 }
             }
         }
     }
-    if !clean {
-        // Never let psql reach the end of a cut stream: it would end the
-        // COPY with what it has.
-        let _ = child.kill();
-    }
-    drop(stdin);
-    let status = child.wait().ok();
+    // Never let psql reach the end of a cut stream: it would end the COPY
+    // with what it has.
+    let finished = session.finish(!clean);
     shared.pid.store(0, Ordering::SeqCst);
-    let stderr = errs.and_then(|t| t.join().ok()).unwrap_or_default();
+    let (status, stderr) = match finished {
+        Ok((st, said)) => (Some(st), said),
+        Err(_) => (None, String::new()),
+    };
     let stopped = stopped || shared.abort.load(Ordering::SeqCst);
-    ended(split, status, stderr, clean, stopped, reason)
+    if !stopped && (!clean || status.is_some_and(|s| !s.success())) {
+        shared.failed.store(true, Ordering::SeqCst);
+    }
+    Outcome {
+        status,
+        stderr,
+        split,
+        clean,
+        stopped,
+        reason,
+    }
 }

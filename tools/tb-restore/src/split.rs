@@ -4,35 +4,34 @@
 //!
 //! # How
 //!
-//! The file is read twice at once: the main reader hands the main session
-//! everything but the COPY blocks given to the helper; the helper reader
-//! hands the helper session only those blocks, and before them the
-//! session settings the dump made so far (`SET …;` and
-//! `pg_catalog.set_config(…)` lines), so that each block loads under the
-//! settings it would have had in one session. Both readers run this same
-//! state machine on the same bytes, so they agree on every decision
-//! without talking, except at two points:
-//!
-//! - the gate: the helper starts its first block only when the main session
-//!   has run everything before it (the tables exist). The main reader puts
-//!   a marker query (`SELECT 'tb-gate-…'`, a random key) where the block
-//!   was, and the helper waits until the main session prints it;
-//! - the barrier: at the first line after the data that is not a COPY
-//!   block, a session setting, a sequence value or a comment (in a pg_dump
-//!   dump: the first `CREATE INDEX` or `ALTER TABLE … ADD CONSTRAINT`), the
-//!   main reader waits until the helper's session has loaded all its blocks
-//!   and ended without an error. From there on, everything is the main
-//!   session's, in the dump's order.
+//! Three sessions: the first runs everything before the first COPY block
+//! (the tables, types, functions: pg_dump's pre-data) and ends; its exit is
+//! the gate. Then two sessions load the data side by side, each from its
+//! own reader of the file: the main one gets everything from the first
+//! COPY on but the blocks given to the helper; the helper only those
+//! blocks. Both begin with the session settings the dump made so far
+//! (`SET …;`, `pg_catalog.set_config(…)` lines, replayed), so that each
+//! block loads under the settings it would have had in one session. Both
+//! readers run this same state machine on the same bytes, so they agree on
+//! every decision without talking, except at the barrier: at the first
+//! line after the data that is not a COPY block, a setting, a sequence
+//! value or a comment (in a pg_dump dump: the first `CREATE INDEX` or
+//! `ALTER TABLE … ADD CONSTRAINT`), the main reader waits until the
+//! helper's session has loaded all its blocks and ended without an error.
+//! From there on, everything is the main session's, in the dump's order.
 //!
 //! So the helper only ever runs COPY blocks while the main session runs
-//! other COPY blocks, `setval` and settings: loading different tables,
-//! which commute. A dump that could make this differ from one session
-//! does not split at all: one with a transaction, trigger, rule, `DO`,
-//! temporary object, cursor, lock, `RESET`/`DISCARD` or a setting of other
-//! shape before its first COPY ([`LineKind::Barrier`]). Blocks go to
-//! whichever session has had fewer bytes of COPY data so far (the first to
-//! the main one); a COPY line longer than [`LINE_CAP`] stays in the main
-//! session.
+//! other COPY blocks, `setval` with literal values and settings: loads of
+//! tables that cannot see each other. A dump where that may not hold loads
+//! in one session from its start ([`LineKind::Barrier`] before the first
+//! COPY): a statement pg_dump does not write before its data (a
+//! transaction, `LOCK`, `DO`, DML, a trigger, rule, temporary object, role
+//! or database setting, a `SET`/`SELECT` of another shape), a CHECK or
+//! generated column in a dump that defines functions (they could read other
+//! tables while rows load), or more settings to replay than
+//! [`REPLAY_CAP`]. Blocks go to whichever session has had fewer bytes of
+//! COPY data so far (the first to the main one); a COPY line longer than
+//! [`LINE_CAP`] stays in the main session.
 //!
 //! Both readers take a CRC-32 of what the helper session gets; the main
 //! reader's, over bytes it verified, must equal the helper's, or the file
@@ -45,6 +44,10 @@
 use std::io;
 
 use tb_shared::sqldump::{LINE_CAP, LineKind};
+
+/// The most bytes of settings lines kept for replay; a dump with more
+/// loads in one session.
+pub(crate) const REPLAY_CAP: usize = 1 << 20;
 
 /// Which reader this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +70,40 @@ enum Phase {
 /// Where the bytes go; what the gate and the barrier do for each side.
 pub(crate) trait Sink {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// Main: put the marker where the helper's first block was (one line
-    /// for psql). Helper: wait until the main session printed it.
-    fn gate(&mut self) -> io::Result<()>;
+    /// Main: the first session ends (everything before the first COPY has
+    /// run); the data sessions start. `Ok(false)`: no helper after all,
+    /// the main session loads everything. Helper: nothing to do.
+    fn gate(&mut self) -> io::Result<bool>;
     /// Main: wait until the helper's session has loaded its blocks.
     fn barrier(&mut self) -> io::Result<()>;
+}
+
+/// Where the lines one psql got came from: `(psql line, dump line)` at
+/// each jump.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lines {
+    psql: u64,
+    segments: Vec<(u64, u64)>,
+}
+
+impl Lines {
+    /// `n` lines from dump line `from` on go to psql.
+    fn emit(&mut self, from: u64, n: u64) {
+        if self.map(self.psql + 1) != Some(from) {
+            self.segments.push((self.psql + 1, from));
+        }
+        self.psql += n;
+    }
+
+    fn map(&self, n: u64) -> Option<u64> {
+        let (p, d) = self.segments.iter().rev().find(|(p, _)| *p <= n).copied()?;
+        Some(d + (n - p))
+    }
+
+    /// The dump's line for line `n` of what this psql got.
+    pub(crate) fn dump_line(&self, n: u64) -> u64 {
+        self.map(n).unwrap_or(n)
+    }
 }
 
 /// The state machine both readers run (see the module's docs).
@@ -90,11 +122,15 @@ pub(crate) struct Split {
     line: Vec<u8>,
     line_out: bool,
     line_len: usize,
-    /// Lines psql got, lines of the dump seen; where psql's lines came from:
-    /// `(psql line, dump line)` at each jump.
-    psql: u64,
+    /// Lines of the dump seen.
     dump: u64,
-    segments: Vec<(u64, u64)>,
+    /// The settings lines before the gate, and their dump lines, to replay.
+    replay: Vec<(Vec<u8>, u64)>,
+    replay_bytes: usize,
+    /// Where this side's psql's lines came from (the main side: of its
+    /// data session; `first`: of the session before the gate).
+    lines: Lines,
+    first: Lines,
     /// CRC-32 of what the helper's session gets.
     helper_crc: crc32fast::Hasher,
 }
@@ -113,9 +149,11 @@ impl Split {
             line: Vec::new(),
             line_out: false,
             line_len: 0,
-            psql: 0,
             dump: 0,
-            segments: vec![(1, 1)],
+            replay: Vec::new(),
+            replay_bytes: 0,
+            lines: Lines::default(),
+            first: Lines::default(),
             helper_crc: crc32fast::Hasher::new(),
         }
     }
@@ -131,30 +169,16 @@ impl Split {
         self.helper_crc.clone().finalize()
     }
 
-    /// The dump's line for line `n` of what this side's psql got.
-    pub(crate) fn dump_line(&self, n: u64) -> u64 {
-        let (p, d) = self
-            .segments
-            .iter()
-            .rev()
-            .find(|(p, _)| *p <= n)
-            .copied()
-            .unwrap_or((1, 1));
-        d + (n - p)
+    /// Where this side's psql's lines came from (the main side: the data
+    /// session's, once there is one).
+    pub(crate) fn lines(&self) -> &Lines {
+        &self.lines
     }
 
-    /// The next `lines` lines go to this side's psql.
-    fn sent(&mut self, lines: u64) {
-        if self.dump as i128 - self.psql as i128 != self.offset() {
-            self.segments.push((self.psql + 1, self.dump + 1));
-        }
-        self.psql += lines;
-        self.dump += lines;
-    }
-
-    fn offset(&self) -> i128 {
-        let (p, d) = self.segments.last().copied().unwrap_or((1, 1));
-        d as i128 - p as i128
+    /// The main side: where the first session's lines came from (before
+    /// the gate; all of them when there was none).
+    pub(crate) fn first_lines(&self) -> &Lines {
+        &self.first
     }
 
     /// Feed one piece of the dump with the scanner's events for it
@@ -224,10 +248,9 @@ impl Split {
 
     fn end_block(&mut self, owner: Side, lines: u64) {
         if owner == self.side {
-            self.sent(lines);
-        } else {
-            self.dump += lines;
+            self.lines.emit(self.dump + 1, lines);
         }
+        self.dump += lines;
         self.assigned[owner as usize] += self.block_bytes;
         self.block = None;
         self.block_bytes = 0;
@@ -261,6 +284,7 @@ impl Split {
     /// A statement line ended with `tail` (its last bytes and `\n`).
     fn line_end(&mut self, tail: &[u8], kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
         self.line_part(&tail[..tail.len() - 1], kind == LineKind::Dropped, sink)?;
+        self.dump += 1;
         let go_on = match self.side {
             Side::Main => self.main_line(kind, sink)?,
             Side::Helper => self.helper_line(kind, sink)?,
@@ -282,23 +306,53 @@ impl Split {
 
     /// Write the line just read (or, for a left-out one, its line end).
     fn write_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<()> {
-        if kind != LineKind::Dropped {
-            if self.line_out {
-                // The head went already; only the line end is left.
-            } else {
-                sink.write(&self.line)?;
-            }
+        if kind != LineKind::Dropped && !self.line_out {
+            sink.write(&self.line)?;
         }
         sink.write(b"\n")?;
-        self.sent(1);
+        self.lines.emit(self.dump, 1);
         Ok(())
+    }
+
+    /// Before the first COPY: keep a settings line for replay.
+    fn keep_for_replay(&mut self, kind: LineKind) {
+        if kind == LineKind::Session && self.phase == Phase::Pre {
+            self.replay_bytes += self.line.len() + 1;
+            if self.replay_bytes <= REPLAY_CAP {
+                self.replay.push((self.line.clone(), self.dump));
+            }
+        }
+    }
+
+    /// The sessions that load the data begin with the settings so far.
+    fn write_replay(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        for (line, at) in std::mem::take(&mut self.replay) {
+            self.helper_crc.update(&line);
+            self.helper_crc.update(b"\n");
+            sink.write(&line)?;
+            sink.write(b"\n")?;
+            self.lines.emit(at, 1);
+        }
+        Ok(())
+    }
+
+    /// The first COPY line, in `Pre`: whether the data splits.
+    fn at_gate(&mut self) -> bool {
+        self.replay_bytes <= REPLAY_CAP
     }
 
     fn main_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
         if self.phase == Phase::Pre {
+            self.keep_for_replay(kind);
             match kind {
                 LineKind::Barrier => self.phase = Phase::Serial,
-                LineKind::CopyStart { .. } => self.phase = Phase::Window,
+                LineKind::CopyStart { .. } if !self.at_gate() => self.phase = Phase::Serial,
+                LineKind::CopyStart { .. } => {
+                    self.first = std::mem::take(&mut self.lines);
+                    let helped = sink.gate()?;
+                    self.write_replay(sink)?;
+                    self.phase = if helped { Phase::Window } else { Phase::Serial };
+                }
                 _ => {}
             }
         }
@@ -311,11 +365,6 @@ impl Split {
                 } else {
                     self.helper_crc.update(&self.line);
                     self.helper_crc.update(b"\n");
-                    self.dump += 1;
-                    if self.helper_blocks == 0 {
-                        sink.gate()?;
-                        self.psql += 1;
-                    }
                     self.helper_blocks += 1;
                 }
             }
@@ -334,11 +383,6 @@ impl Split {
                 self.phase = Phase::Serial;
                 self.write_line(kind, sink)?;
             }
-            (Phase::Pre, LineKind::Session) => {
-                self.helper_crc.update(&self.line);
-                self.helper_crc.update(b"\n");
-                self.write_line(kind, sink)?;
-            }
             (_, LineKind::CopyStart { .. }) => {
                 self.block = Some(Side::Main);
                 self.write_line(kind, sink)?;
@@ -350,9 +394,15 @@ impl Split {
 
     fn helper_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
         if self.phase == Phase::Pre {
+            self.keep_for_replay(kind);
             match kind {
                 LineKind::Barrier => self.phase = Phase::Serial,
-                LineKind::CopyStart { .. } => self.phase = Phase::Window,
+                LineKind::CopyStart { .. } if !self.at_gate() => self.phase = Phase::Serial,
+                LineKind::CopyStart { .. } => {
+                    sink.gate()?;
+                    self.write_replay(sink)?;
+                    self.phase = Phase::Window;
+                }
                 _ => {}
             }
         }
@@ -362,30 +412,23 @@ impl Split {
                 let owner = self.assign(long);
                 self.block = Some(owner);
                 if owner == Side::Helper {
-                    if self.helper_blocks == 0 {
-                        sink.gate()?;
-                    }
                     self.helper_blocks += 1;
                     self.helper_crc.update(&self.line);
                     self.helper_crc.update(b"\n");
                     self.write_line(kind, sink)?;
-                } else {
-                    self.dump += 1;
                 }
             }
-            (_, LineKind::Session) => {
+            (Phase::Window, LineKind::Session) => {
                 self.helper_crc.update(&self.line);
                 self.helper_crc.update(b"\n");
                 self.write_line(kind, sink)?;
             }
-            (Phase::Window, LineKind::Quiet | LineKind::Setval | LineKind::Dropped) => {
-                self.dump += 1;
-            }
+            (Phase::Window, LineKind::Quiet | LineKind::Setval | LineKind::Dropped) => {}
             (Phase::Window, _) => {
                 self.phase = Phase::Serial;
                 return Ok(false);
             }
-            _ => self.dump += 1,
+            _ => {}
         }
         Ok(true)
     }
@@ -397,7 +440,9 @@ mod tests {
     use super::*;
     use tb_shared::sqldump::{DumpKind, DumpScanner};
 
-    /// What a sink got; `gate`/`barrier`: how much it had got by then.
+    /// What a sink got; `gate`/`barrier`: how much it had got by then (the
+    /// main side's gate shows as a `<gate>` line: where its first session
+    /// ends and the data session begins).
     #[derive(Default)]
     struct Got {
         bytes: Vec<u8>,
@@ -411,12 +456,12 @@ mod tests {
             self.bytes.extend_from_slice(b);
             Ok(())
         }
-        fn gate(&mut self) -> io::Result<()> {
+        fn gate(&mut self) -> io::Result<bool> {
             self.gate = Some(self.bytes.len());
             if self.main {
                 self.bytes.extend_from_slice(b"<gate>\n");
             }
-            Ok(())
+            Ok(true)
         }
         fn barrier(&mut self) -> io::Result<()> {
             self.barrier = Some(self.bytes.len());
@@ -460,13 +505,15 @@ mod tests {
     }
 
     const HEAD: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k3y\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.a (\n    x integer,\n    y text\n);\n";
+    const SESSION: &str = "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n";
     const TAIL: &str = "SELECT pg_catalog.setval('public.s', 3, true);\n\nCREATE INDEX i ON public.a USING btree (x);\n\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k3y\n\n";
+    const DATA_TOC: &str = "-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n";
 
     /// Blocks of 2, 9, 3, 4 and 1 rows: the first to the main session, the
     /// next to whichever had fewer bytes (helper, main, main, helper).
     fn dump() -> String {
         format!(
-            "{HEAD}-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n{}{}SET default_tablespace = '';\n{}{}{}{TAIL}",
+            "{HEAD}{DATA_TOC}{}{}SET default_tablespace = '';\n{}{}{}{TAIL}",
             block("a", 2),
             block("b", 9),
             block("c", 3),
@@ -475,34 +522,40 @@ mod tests {
         )
     }
 
+    fn unrestricted(d: &str) -> String {
+        d.replace("\\restrict k3y", "")
+            .replace("\\unrestrict k3y", "")
+    }
+
     #[test]
     fn blocks_go_to_the_session_with_less_data_and_the_rest_stays_in_order() {
         let d = dump();
         let (m, ms, h, hs) = run(&d, 1 << 20, true);
         let main = String::from_utf8(m.bytes).unwrap();
         let helper = String::from_utf8(h.bytes).unwrap();
-        let session = "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n";
         assert_eq!(
             helper,
             format!(
-                "{session}{}SET default_tablespace = '';\n{}",
+                "{SESSION}{}SET default_tablespace = '';\n{}",
                 block("b", 9),
                 block("e", 1)
             )
         );
+        // The first session: everything before the first COPY; the data
+        // session: the settings again, then the rest but the helper's.
         let want_main = format!(
-            "{}-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n{}<gate>\nSET default_tablespace = '';\n{}{}{}",
-            HEAD.replace("\\restrict k3y", ""),
+            "{}{DATA_TOC}<gate>\n{SESSION}{}SET default_tablespace = '';\n{}{}{}",
+            unrestricted(HEAD),
             block("a", 2),
             block("c", 3),
             block("d", 4),
-            TAIL.replace("\\unrestrict k3y", "")
+            unrestricted(TAIL)
         );
         assert_eq!(main, want_main);
-        // The gate where the helper's first block was; the barrier before
-        // the first line after the data that is not one of its kinds.
         assert_eq!(m.gate, Some(want_main.find("<gate>").unwrap()));
-        assert_eq!(h.gate, Some(session.len()));
+        assert_eq!(h.gate, Some(0));
+        // The barrier before the first line after the data that is not one
+        // of its kinds.
         assert_eq!(
             m.barrier,
             Some(want_main.find("\nCREATE INDEX").unwrap() + 1)
@@ -524,42 +577,66 @@ mod tests {
         }
     }
 
-    #[test]
-    fn psql_line_numbers_map_back_to_the_dumps_lines() {
-        let d = dump();
-        let lines: Vec<&str> = d.lines().collect();
-        let (m, ms, h, hs) = run(&d, 5, true);
-        for (got, split) in [(&m, &ms), (&h, &hs)] {
-            let text = String::from_utf8(got.bytes.clone()).unwrap();
-            for (i, l) in text.lines().enumerate() {
-                if l == "<gate>" {
-                    continue;
-                }
-                let n = split.dump_line(i as u64 + 1) as usize;
-                let want = lines[n - 1];
-                if want.starts_with('\\') && !want.starts_with("\\.") {
-                    assert_eq!(l, "", "line {} (dump line {n})", i + 1);
-                } else {
-                    assert_eq!(l, want, "line {} (dump line {n})", i + 1);
-                }
+    /// Each psql's line `n` maps to the dump's line it got.
+    fn check_lines(text: &str, lines: &Lines, dump: &[&str]) {
+        for (i, l) in text.lines().enumerate() {
+            let n = lines.dump_line(i as u64 + 1) as usize;
+            let want = dump[n - 1];
+            if want.starts_with('\\') && !want.starts_with("\\.") {
+                assert_eq!(l, "", "line {} (dump line {n})", i + 1);
+            } else {
+                assert_eq!(l, want, "line {} (dump line {n})", i + 1);
             }
         }
     }
 
     #[test]
-    fn a_transaction_or_trigger_before_the_data_keeps_everything_in_one_session() {
+    fn psql_line_numbers_map_back_to_the_dumps_lines() {
+        let d = dump();
+        let lines: Vec<&str> = d.lines().collect();
+        let (m, ms, h, hs) = run(&d, 5, true);
+        let main = String::from_utf8(m.bytes).unwrap();
+        let (first, data) = main.split_once("<gate>\n").unwrap();
+        check_lines(first, ms.first_lines(), &lines);
+        check_lines(data, ms.lines(), &lines);
+        check_lines(&String::from_utf8(h.bytes).unwrap(), hs.lines(), &lines);
+    }
+
+    #[test]
+    fn anything_but_pg_dumps_own_statements_before_the_data_keeps_it_in_one_session() {
         for risky in [
             "BEGIN;\n",
             "begin\n;\n",
+            "SELECT 1; BEGIN;\n",
+            "/* x */ START TRANSACTION;\n",
+            "LOCK TABLE public.a IN SHARE MODE;\n",
             "CREATE TRIGGER t AFTER INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION f();\n",
+            "CREATE /* x */ TRIGGER t AFTER INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION f();\n",
+            "CREATE\nTRIGGER t AFTER INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION f();\n",
+            "SELECT 1; CREATE TRIGGER t AFTER INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION f();\n",
             "CREATE OR REPLACE RULE r AS ON INSERT TO public.a DO NOTHING;\n",
             "CREATE TEMP TABLE t (x int);\n",
             "SET\n  search_path = public;\n",
             "set role tb;\n",
+            "SET datestyle TO 'SQL, DMY';\n",
+            "SET standard_conforming_strings TO off;\n",
+            "SET standard_conforming_strings = 'off';\n",
             "SET a = 1; CREATE TABLE x ();\n",
+            "SELECT 1; SET datestyle = 'SQL, DMY';\n",
             "SELECT 1, set_config('search_path', 'x', false);\n",
+            "SELECT pg_catalog.set_config('tb.x', nextval('public.s')::text, false);\n",
+            "UPDATE pg_catalog.pg_settings SET setting = 'SQL, DMY' WHERE name = 'DateStyle';\n",
             "DO $$ BEGIN PERFORM 1; END $$;\n",
             "RESET ALL;\n",
+            "ALTER ROLE tb SET datestyle = 'SQL, DMY';\n",
+            "INSERT INTO public.a VALUES (1, 'x');\n",
+            // A CHECK or generated column, and a function that may read
+            // another table while rows load.
+            "CREATE FUNCTION public.f() RETURNS bigint LANGUAGE sql AS $$SELECT count(*) FROM public.c$$;\nCREATE TABLE public.g (\n    x integer,\n    n bigint GENERATED ALWAYS AS (public.f()) STORED\n);\n",
+            "CREATE FUNCTION public.f(integer) RETURNS boolean LANGUAGE sql STABLE AS $$SELECT true$$;\nCREATE TABLE public.g (\n    x integer,\n    CONSTRAINT g_x_check CHECK (public.f(x))\n);\n",
+            "CREATE TABLE public.g (\n    x xml,\n    CONSTRAINT g_x_check CHECK ((query_to_xml('select 1', false, false, '') IS NOT NULL))\n);\n",
+            "CREATE FUNCTION public.f(integer, integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\nCREATE OPERATOR public.=== (FUNCTION = public.f, LEFTARG = integer, RIGHTARG = integer);\nCREATE TABLE public.g (\n    x integer,\n    CONSTRAINT g_x_check CHECK ((x OPERATOR(public.===) 1))\n);\n",
+            "CREATE DOMAIN public.d AS integer\n\tCONSTRAINT d_check CHECK (public.\"F\"(VALUE));\nCREATE FUNCTION public.\"F\"(integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\n",
         ] {
             let d = dump().replacen(
                 "CREATE TABLE public.a",
@@ -569,26 +646,52 @@ mod tests {
             let (m, ms, h, _) = run(&d, 1 << 20, true);
             assert_eq!(ms.helper_blocks(), 0, "{risky}");
             assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
-            let main = String::from_utf8(m.bytes).unwrap();
             assert_eq!(
-                main,
-                d.replace("\\restrict k3y", "")
-                    .replace("\\unrestrict k3y", ""),
+                String::from_utf8(m.bytes).unwrap(),
+                unrestricted(&d),
                 "{risky}"
             );
         }
     }
 
     #[test]
-    fn a_view_with_case_end_and_comments_with_semicolons_still_split() {
-        let view = "CREATE VIEW public.v AS\n SELECT\n        CASE\n            WHEN (a.x > 1) THEN 'big'::text\n            ELSE 'small'::text\n        END AS size\n   FROM public.a;\n\n--\n-- Name: v; Type: VIEW; Schema: public; Owner: tb\n--\n";
+    fn pg_dumps_own_statements_before_the_data_still_split() {
+        let pre = "CREATE VIEW public.v AS\n SELECT\n        CASE\n            WHEN (a.x > 1) THEN 'big'::text\n            ELSE 'small'::text\n        END AS size\n   FROM public.a;\n\n--\n-- Name: v; Type: VIEW; Schema: public; Owner: tb\n--\n\nALTER VIEW public.v OWNER TO tb;\nCOMMENT ON VIEW public.v IS 'begin; lock; set';\nSELECT pg_catalog.lo_create('16385');\nCREATE FUNCTION public.f() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1; BEGIN; SET x = 1$$;\nCREATE TABLE public.k (\n    x integer CONSTRAINT k_x_check CHECK ((x > 0))\n);\nSET default_table_access_method = heap;\nGRANT SELECT ON TABLE public.v TO PUBLIC;\n";
         let d = dump().replacen(
             "CREATE TABLE public.a",
-            &format!("{view}CREATE TABLE public.a"),
+            &format!("{pre}CREATE TABLE public.a"),
             1,
         );
-        let (_, ms, _, _) = run(&d, 1 << 20, true);
+        let (_, ms, h, _) = run(&d, 1 << 20, true);
         assert_eq!(ms.helper_blocks(), 2);
+        // The setting made before the data is replayed too.
+        assert!(
+            String::from_utf8(h.bytes)
+                .unwrap()
+                .contains("SET default_table_access_method = heap;\n")
+        );
+    }
+
+    #[test]
+    fn a_setval_or_setting_that_computes_stops_the_split_there() {
+        for odd in [
+            "SELECT pg_catalog.setval('public.s', (SELECT count(*) FROM public.b), true);\n",
+            "SELECT pg_catalog.set_config('tb.x', nextval('public.s')::text, false);\n",
+            "SELECT pg_catalog.setval('public.s', 3, true); SELECT 1;\n",
+        ] {
+            let d = dump().replacen("COPY public.c", &format!("{odd}COPY public.c"), 1);
+            let (m, ms, h, _) = run(&d, 1 << 20, true);
+            // b went to the helper; from the odd line on, all is the main
+            // session's, after the helper is done.
+            assert_eq!(ms.helper_blocks(), 1, "{odd}");
+            let main = String::from_utf8(m.bytes).unwrap();
+            assert_eq!(m.barrier, Some(main.find(odd).unwrap()), "{odd}");
+            assert!(main.contains(&block("e", 1)), "{odd}");
+            assert_eq!(
+                String::from_utf8(h.bytes).unwrap(),
+                format!("{SESSION}{}SET default_tablespace = '';\n", block("b", 9))
+            );
+        }
     }
 
     #[test]
@@ -597,11 +700,7 @@ mod tests {
         for piece in [1, 9, 1 << 20] {
             let (m, ms, _, _) = run(&d, piece, false);
             assert_eq!(ms.helper_blocks(), 0);
-            assert_eq!(
-                String::from_utf8(m.bytes).unwrap(),
-                d.replace("\\restrict k3y", "")
-                    .replace("\\unrestrict k3y", "")
-            );
+            assert_eq!(String::from_utf8(m.bytes).unwrap(), unrestricted(&d));
         }
     }
 
@@ -634,6 +733,7 @@ mod tests {
                 "piece {piece}"
             );
             assert!(!helper.contains("COPY public.w"));
+            assert!(ms.helper_blocks() > 0);
             assert_eq!(ms.helper_crc(), hs.helper_crc());
         }
     }

@@ -276,6 +276,170 @@ fn a_dump_wrapped_in_a_transaction_restores_in_one_session() {
     no_temporary_databases(pg, "split_txn");
 }
 
+/// tb-restore with extra environment.
+fn restore_env(pg: &Pg, backup: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tb-restore"));
+    pg.env(&mut c);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg(backup).args(extra).stdin(Stdio::null());
+    c.output().unwrap()
+}
+
+/// The `step` record of the load: how many sessions loaded the data.
+fn sessions(out: &Output) -> Value {
+    let recs = records(&out.stdout);
+    events(&recs, "step")
+        .iter()
+        .find(|r| r["step"] == "psql")
+        .map(|r| r["sessions"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// A generated column whose (falsely immutable) function counts another
+/// table: computed while rows load, it must see what one session would
+/// have loaded before it. Such a dump loads in one session (two gave 0
+/// where the source has 3,000, with exit 0: hostile review).
+#[test]
+fn a_generated_column_that_reads_another_table_loads_as_in_one_session() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("gen_src");
+    pg.psql(
+        "gen_src",
+        "CREATE TABLE a (x int, y text); CREATE TABLE b (x int, y text); CREATE TABLE c (x int, y text);
+         CREATE FUNCTION count_c() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT count(*) FROM public.c';
+         INSERT INTO a SELECT i, 'a' FROM generate_series(1, 100) i;
+         INSERT INTO b SELECT i, 'b' FROM generate_series(1, 20000) i;
+         INSERT INTO c SELECT i, 'c' FROM generate_series(1, 3000) i;
+         CREATE TABLE d (x int, n bigint GENERATED ALWAYS AS (public.count_c()) STORED);
+         INSERT INTO d (x) SELECT generate_series(1, 10);",
+    );
+    let path = tb_dump(pg, "gen_src", sb.path());
+    let out = restore(pg, &path, &["--dbname", "gen_r"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql("gen_r", "SELECT n, count(*) FROM d GROUP BY n")
+            .trim(),
+        "3000|10"
+    );
+    assert_eq!(sessions(&out), 1);
+    no_temporary_databases(pg, "gen_r");
+}
+
+/// The dump's own settings are replayed in the second session only after
+/// everything before the data ran: `SET default_table_access_method` to
+/// an access method the dump creates failed there when it came first.
+#[test]
+fn settings_that_need_the_dumps_own_objects_work_in_the_second_session() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("am_src");
+    pg.psql(
+        "am_src",
+        "CREATE ACCESS METHOD tb_heap TYPE TABLE HANDLER heap_tableam_handler;
+         CREATE TABLE a (x int, y text); INSERT INTO a SELECT i, repeat('a', 20) FROM generate_series(1, 2000) i;
+         CREATE TABLE m (x int) USING tb_heap; INSERT INTO m SELECT generate_series(1, 100);",
+    );
+    let path = tb_dump(pg, "am_src", sb.path());
+    let out = restore(pg, &path, &["--dbname", "am_r"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sessions(&out), 2);
+    assert_eq!(fingerprint(pg, "am_r"), fingerprint(pg, "am_src"));
+    assert_eq!(
+        pg.psql(
+            "am_r",
+            "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname = 'm'"
+        )
+        .trim(),
+        "tb_heap"
+    );
+}
+
+/// A server that takes no second connection: the data loads in one
+/// session, and the `step` record says why (it failed: hostile review).
+#[test]
+fn when_no_second_connection_is_allowed_the_data_loads_in_one_session() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.psql(
+        "postgres",
+        "CREATE ROLE tb_lim LOGIN CREATEDB CONNECTION LIMIT 1",
+    );
+    pg.psql("postgres", "CREATE DATABASE lim_src OWNER tb_lim");
+    pg.psql(
+        "lim_src",
+        "SET ROLE tb_lim;
+         CREATE TABLE t1 (id int PRIMARY KEY, note text);
+         CREATE TABLE t2 (id int PRIMARY KEY, note text);
+         INSERT INTO t1 SELECT g, 'one' FROM generate_series(1, 3000) g;
+         INSERT INTO t2 SELECT g, 'two' FROM generate_series(1, 3000) g;",
+    );
+    let path = tb_dump(pg, "lim_src", sb.path());
+    let out = restore_env(pg, &path, &["--dbname", "lim_r"], &[("PGUSER", "tb_lim")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sessions(&out), 1);
+    let recs = records(&out.stdout);
+    let step = events(&recs, "step")[0].clone();
+    assert!(
+        step["one_session"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{step}"
+    );
+    assert_eq!(fingerprint(pg, "lim_r"), fingerprint(pg, "lim_src"));
+}
+
+/// The main session waits, idle, while the second loads a large table;
+/// a server's `idle_session_timeout` must not end it (it did).
+#[test]
+fn a_session_waiting_for_the_other_is_not_ended_as_idle() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("idle_src");
+    pg.psql(
+        "idle_src",
+        "CREATE TABLE a (x int PRIMARY KEY); INSERT INTO a VALUES (1);
+         CREATE TABLE b (x int, y text); INSERT INTO b SELECT i, md5(i::text) FROM generate_series(1, 1500000) i;
+         CREATE INDEX b_x ON b (x);",
+    );
+    let path = tb_dump(pg, "idle_src", sb.path());
+    let out = restore_env(
+        pg,
+        &path,
+        &["--dbname", "idle_r"],
+        &[("PGOPTIONS", "-c idle_session_timeout=300ms")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sessions(&out), 2);
+    assert_eq!(
+        pg.psql("idle_r", "SELECT count(*) FROM b").trim(),
+        "1500000"
+    );
+}
+
 #[test]
 fn a_database_that_holds_tables_is_refused_and_untouched_unless_clean() {
     let pg = Pg::shared();
