@@ -260,6 +260,8 @@ impl Stmt {
                     k += 1;
                 }
                 let kind = w(k);
+                // An index before the data (pg_dump writes them after) may
+                // call a function as rows load, like a CHECK.
                 let risky = matches!(
                     kind,
                     b"temp"
@@ -270,6 +272,8 @@ impl Stmt {
                         | b"constraint"
                         | b"rule"
                         | b"event"
+                        | b"index"
+                        | b"unique"
                 );
                 (risky, false, matches!(kind, b"function" | b"aggregate"))
             }
@@ -919,6 +923,12 @@ impl DumpScanner {
             }
             if has(b"_to_xml") || has(b"dblink") {
                 self.query_functions = true;
+            }
+            // A foreign key before the data (pg_dump adds them after): a
+            // row's load looks up another table's.
+            if has(b"references ") {
+                self.query_functions = true;
+                self.expressions = true;
             }
             if let Some(name) = defined_function(&lower) {
                 self.defined.insert(name);

@@ -637,6 +637,9 @@ mod tests {
             "CREATE TABLE public.g (\n    x xml,\n    CONSTRAINT g_x_check CHECK ((query_to_xml('select 1', false, false, '') IS NOT NULL))\n);\n",
             "CREATE FUNCTION public.f(integer, integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\nCREATE OPERATOR public.=== (FUNCTION = public.f, LEFTARG = integer, RIGHTARG = integer);\nCREATE TABLE public.g (\n    x integer,\n    CONSTRAINT g_x_check CHECK ((x OPERATOR(public.===) 1))\n);\n",
             "CREATE DOMAIN public.d AS integer\n\tCONSTRAINT d_check CHECK (public.\"F\"(VALUE));\nCREATE FUNCTION public.\"F\"(integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\n",
+            "CREATE TABLE public.child (\n    x integer REFERENCES public.a(x)\n);\n",
+            "CREATE INDEX ai ON public.a USING btree (x);\n",
+            "CREATE UNIQUE INDEX ai ON public.a USING btree (x);\n",
         ] {
             let d = dump().replacen(
                 "CREATE TABLE public.a",
