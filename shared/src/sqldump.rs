@@ -164,19 +164,52 @@ struct Stmt {
     first: [u8; 4],
     /// The identifier being read (its first bytes; longer ones are no
     /// keyword anyway).
-    word: [u8; 10],
+    word: [u8; WORD],
     word_len: u8,
-    /// The statement's first four words (lowercase, their first bytes).
-    words: [[u8; 10]; 4],
+    /// The statement's first four words and its last three (lowercase,
+    /// their first bytes; a longer word is empty).
+    words: [[u8; WORD]; 4],
+    last: [[u8; WORD]; 3],
+    /// How many of its words are `create` (a `CREATE SCHEMA` with elements
+    /// has more than one); whether an `AS` is outside parentheses (a
+    /// `CREATE TABLE … AS` runs a query); whether a word is `rename`;
+    /// whether the scanner found it risky by what it names (a temporary
+    /// schema).
+    creates: u8,
+    top_as: bool,
+    renames: bool,
+    named_risky: bool,
     /// Statements ended so far (kept across statements), and of them: ones
     /// that may change the session or what another table's load sees
     /// (`risky`, see [`Stmt::judge`]); `SET`/`SELECT`/`COPY` ones, harmless
-    /// only in the exact shapes pg_dump writes them (`shaped`); function
-    /// and aggregate definitions.
+    /// only in the exact shapes pg_dump writes them (`shaped`).
     ended: u32,
     risky: u32,
     shaped: u32,
-    functions: u32,
+}
+
+/// The bytes of a word [`Stmt`] keeps.
+const WORD: usize = 16;
+
+/// What a statement defines that matters to loads side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `CREATE [OR REPLACE] FUNCTION|AGGREGATE`: its name may be called.
+    Routine,
+    /// `CREATE|ALTER TABLE|FOREIGN TABLE|DOMAIN`: may hold expressions
+    /// evaluated as rows load (CHECK, generated, DEFAULT, partition key,
+    /// foreign key, constraint index).
+    Table,
+    /// `CREATE TYPE`: a base or range type's functions run on input.
+    Type,
+    /// `CREATE OPERATOR|CAST|TEXT SEARCH|TRANSFORM`: functions called
+    /// without their names. (A table access method's handler and a
+    /// conversion's function take `internal`, so they can only be C code
+    /// of the server's own libraries: trusted as the built-ins are.)
+    Opaque,
+    /// `CREATE EXTENSION`: functions the dump does not show.
+    Extension,
+    Other,
 }
 
 impl Stmt {
@@ -201,9 +234,20 @@ impl Stmt {
         if self.idents == 0 {
             self.first = [0; 4];
         }
+        let mut kept = [0; WORD];
+        kept[..w.len()].copy_from_slice(w);
         if let Some(slot) = self.words.get_mut(self.idents as usize) {
-            *slot = [0; 10];
-            slot[..w.len()].copy_from_slice(w);
+            *slot = kept;
+        }
+        self.last = [self.last[1], self.last[2], kept];
+        if w == b"create" {
+            self.creates = self.creates.saturating_add(1);
+        }
+        if w == b"as" && self.parens == 0 {
+            self.top_as = true;
+        }
+        if w == b"rename" {
+            self.renames = true;
         }
         if matches!(
             w,
@@ -237,80 +281,125 @@ impl Stmt {
         &w[..w.iter().position(|&b| b == 0).unwrap_or(w.len())]
     }
 
-    /// What a statement is, by its first words: `(risky, shaped,
-    /// function)`. Harmless: what pg_dump writes before and among the data
-    /// (`CREATE` of tables, types, functions, sequences, views…, `ALTER …
-    /// OWNER`/columns, `COMMENT`, `GRANT`, `REVOKE`, `SECURITY LABEL`,
-    /// `DROP`). Risky: everything else (a transaction, `LOCK`, `DO`,
-    /// DML, a trigger, rule, temporary object, role or database setting…).
-    /// `SET`, `SELECT` and `COPY` are judged by their line's exact shape.
-    fn judge(&self) -> (bool, bool, bool) {
+    /// The word that says what a `CREATE` makes (`table`, `function`…):
+    /// its index among the first words.
+    fn create_kind(&self) -> usize {
+        let w = |i| self.word_at(i);
+        let mut k = 1;
+        if w(1) == b"or" && w(2) == b"replace" {
+            k = 3;
+        }
+        if matches!(
+            w(k),
+            b"unlogged" | b"materialized" | b"trusted" | b"procedural"
+        ) {
+            k += 1;
+        }
+        k
+    }
+
+    /// What the statement defines (see [`Scope`]), by its first words.
+    fn scope(&self) -> Scope {
         let w = |i| self.word_at(i);
         match w(0) {
-            b"" => (false, false, false),
-            b"create" => {
-                let mut k = 1;
-                if w(1) == b"or" && w(2) == b"replace" {
-                    k = 3;
-                }
-                if matches!(
-                    w(k),
-                    b"unlogged" | b"materialized" | b"trusted" | b"procedural"
-                ) {
-                    k += 1;
-                }
-                let kind = w(k);
-                // An index before the data (pg_dump writes them after) may
-                // call a function as rows load, like a CHECK.
-                let risky = matches!(
-                    kind,
-                    b"temp"
-                        | b"temporary"
-                        | b"global"
-                        | b"local"
-                        | b"trigger"
-                        | b"constraint"
-                        | b"rule"
-                        | b"event"
-                        | b"index"
-                        | b"unique"
-                );
-                (risky, false, matches!(kind, b"function" | b"aggregate"))
-            }
-            b"alter" => (
-                matches!(w(1), b"role" | b"user" | b"group" | b"database" | b"system"),
-                false,
-                false,
-            ),
-            b"comment" | b"grant" | b"revoke" | b"security" | b"drop" => (false, false, false),
-            b"set" | b"select" | b"copy" => (false, true, false),
-            _ => (true, false, false),
+            b"create" => match w(self.create_kind()) {
+                b"function" | b"aggregate" => Scope::Routine,
+                b"table" | b"foreign" | b"domain" => Scope::Table,
+                b"type" => Scope::Type,
+                b"operator" | b"cast" | b"text" | b"transform" => Scope::Opaque,
+                b"extension" => Scope::Extension,
+                _ => Scope::Other,
+            },
+            b"alter" if matches!(w(1), b"table" | b"foreign" | b"domain") => Scope::Table,
+            _ => Scope::Other,
         }
     }
 
-    fn end_statement(&mut self) {
-        let (risky, shaped, function) = self.judge();
+    /// What a statement is, by its words: `(risky, shaped)`. Harmless:
+    /// what pg_dump writes before and among the data (`CREATE` of tables,
+    /// types, functions, sequences, views…, `ALTER … OWNER`/columns,
+    /// `COMMENT`, `GRANT`, `REVOKE`, `SECURITY LABEL`, `DROP`). Risky:
+    /// everything else (a transaction, `LOCK`, `DO`, DML, a trigger, rule,
+    /// index, temporary object, role or database setting, a table made `AS`
+    /// a query, a materialized view made with its data, a `CREATE SCHEMA`
+    /// with elements, anything naming `pg_temp`…). `SET`, `SELECT` and
+    /// `COPY` are judged by their line's exact shape.
+    fn judge(&self) -> (bool, bool) {
+        let w = |i| self.word_at(i);
+        if self.named_risky || self.creates > 1 {
+            return (true, false);
+        }
+        match w(0) {
+            b"" => (false, false),
+            b"create" => {
+                let k = self.create_kind();
+                let kind = w(k);
+                let last = |i: usize| {
+                    let l = &self.last[i];
+                    &l[..l.iter().position(|&b| b == 0).unwrap_or(l.len())]
+                };
+                let no_data = (last(0), last(1), last(2)) == (b"with", b"no", b"data");
+                // An index before the data (pg_dump writes them after) may
+                // call a function as rows load, like a CHECK; a table made
+                // `AS` a query, or a materialized view made with its data
+                // (pg_dump writes `WITH NO DATA`), runs the query.
+                let risky = (kind == b"table" && self.top_as)
+                    || (kind == b"view" && w(k - 1) == b"materialized" && !no_data)
+                    || matches!(
+                        kind,
+                        b"temp"
+                            | b"temporary"
+                            | b"global"
+                            | b"local"
+                            | b"trigger"
+                            | b"constraint"
+                            | b"rule"
+                            | b"event"
+                            | b"index"
+                            | b"unique"
+                    );
+                (risky, false)
+            }
+            // A renamed function is called by a name the scanner did not
+            // see defined (pg_dump renames nothing).
+            b"alter" => (
+                matches!(w(1), b"role" | b"user" | b"group" | b"database" | b"system")
+                    || self.renames,
+                false,
+            ),
+            b"comment" | b"grant" | b"revoke" | b"security" | b"drop" => (false, false),
+            b"set" | b"select" | b"copy" => (false, true),
+            _ => (true, false),
+        }
+    }
+
+    /// The statement ended: what it was is counted; the statement as it
+    /// was is returned.
+    fn end_statement(&mut self) -> Stmt {
+        let (risky, shaped) = self.judge();
+        let old = *self;
         *self = Stmt {
             ended: self.ended + u32::from(self.idents > 0),
             risky: self.risky + u32::from(risky),
             shaped: self.shaped + u32::from(shaped),
-            functions: self.functions + u32::from(function),
             ..Stmt::default()
         };
+        old
     }
 
     /// A byte of SQL outside strings and comments.
-    fn code_byte(&mut self, b: u8) {
+    /// The statement that ends with it, if `b` ends one.
+    fn code_byte(&mut self, b: u8) -> Option<Stmt> {
         if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 || (b == b'$' && self.word_len > 0) {
             if self.word_len > 0 || !b.is_ascii_digit() {
                 self.word_byte(b);
             }
             self.open = true;
-            return;
+            return None;
         }
         self.end_word();
         match b {
-            b';' if self.parens == 0 && self.begin_depth == 0 => self.end_statement(),
+            b';' if self.parens == 0 && self.begin_depth == 0 => return Some(self.end_statement()),
             b'(' => {
                 self.parens += 1;
                 self.open = true;
@@ -324,6 +413,7 @@ impl Stmt {
             b'-' | b'/' => {}
             _ => self.open = true,
         }
+        None
     }
 }
 
@@ -368,17 +458,24 @@ pub struct DumpScanner {
     garbled: Option<String>,
     /// The kind of the statement line that just ended.
     last_kind: LineKind,
-    /// A CHECK or generated column was seen; a built-in that runs a query
-    /// (`query_to_xml`…, `dblink`) was named (see [`Self::line_kind`]).
+    /// What the code of the statement being read names (see [`Calls`]).
+    calls: Calls,
+    /// From the statements so far: an expression evaluated as rows load
+    /// was seen (a CHECK, generated column, DEFAULT, partition key,
+    /// constraint index or foreign key; a base type's input function); one
+    /// that reads another table for sure (a foreign key, a built-in that
+    /// runs a query: `query_to_xml`…, `dblink`, `ts_stat`); functions the
+    /// dump defines and names such expressions call (lowercase, see
+    /// [`NAME`]), and whether one is both; functions that may run unnamed
+    /// (an operator, cast, extension, or a name not read); more names than
+    /// kept.
     expressions: bool,
     query_functions: bool,
-    /// Functions the dump defines (names, lowercase; how many definitions
-    /// were seen), and what CHECK and generated expressions call; an
-    /// operator or cast (functions called unnamed).
     defined: std::collections::BTreeSet<Vec<u8>>,
-    defined_lines: usize,
     called: std::collections::BTreeSet<Vec<u8>>,
+    calls_defined: bool,
     opaque: bool,
+    capped: bool,
 }
 
 /// What the scanner learned.
@@ -506,12 +603,14 @@ impl DumpScanner {
             unrestricted: None,
             garbled: None,
             last_kind: LineKind::Quiet,
+            calls: Calls::default(),
             expressions: false,
             query_functions: false,
             defined: std::collections::BTreeSet::new(),
-            defined_lines: 0,
             called: std::collections::BTreeSet::new(),
+            calls_defined: false,
             opaque: false,
+            capped: false,
         }
     }
 
@@ -745,12 +844,17 @@ impl DumpScanner {
             Lex::Double { quote } => {
                 if quote {
                     if b == b'"' {
+                        self.calls.quoted_byte(b);
                         Lex::Double { quote: false }
                     } else {
+                        self.quoted_end();
                         self.normal_byte(b, prev)
                     }
+                } else if b == b'"' {
+                    Lex::Double { quote: true }
                 } else {
-                    Lex::Double { quote: b == b'"' }
+                    self.calls.quoted_byte(b);
+                    Lex::Double { quote: false }
                 }
             }
             Lex::DollarOpen(mut tag) => {
@@ -800,7 +904,10 @@ impl DumpScanner {
     /// A byte in plain SQL: may open a string, comment or dollar quote, and
     /// counts top-level commas (for COPY column lists).
     fn normal_byte(&mut self, b: u8, prev: u8) -> Lex {
-        self.stmt.code_byte(b);
+        self.calls_code(b);
+        if let Some(old) = self.stmt.code_byte(b) {
+            self.calls_end(&old);
+        }
         match b {
             b'-' => Lex::Dash,
             b'/' => Lex::Slash,
@@ -911,49 +1018,14 @@ impl DumpScanner {
         let risky = now.risky > before.risky;
         let shaped = now.shaped > before.shaped;
         // An expression evaluated as rows load (a CHECK, a generated
-        // column, a domain's CHECK) can read other tables only through a
-        // function of the dump's own (or a built-in that runs a query):
-        // with both, the tables' loads may not overlap.
-        if self.line_normal {
-            let lower = text.to_ascii_lowercase();
-            let has = |w: &[u8]| memchr::memmem::find(&lower, w).is_some();
-            if has(b"check (") || has(b"generated always as (") {
-                self.expressions = true;
-                called_names(&lower, &mut self.called);
-            }
-            if has(b"_to_xml") || has(b"dblink") {
-                self.query_functions = true;
-            }
-            // A foreign key before the data (pg_dump adds them after): a
-            // row's load looks up another table's.
-            if has(b"references ") {
-                self.query_functions = true;
-                self.expressions = true;
-            }
-            if let Some(name) = defined_function(&lower) {
-                self.defined.insert(name);
-            }
-            // Operators and casts run functions without naming them.
-            if !before.open
-                && (lower.starts_with(b"create operator") || lower.starts_with(b"create cast"))
-            {
-                self.opaque = true;
-            }
-        }
-        // A function definition not on a line of its own: its name unknown.
-        if now.functions as usize > self.defined_lines {
-            self.defined_lines = now.functions as usize;
-            if self.defined.len() < self.defined_lines {
-                self.opaque = true;
-            }
-        }
-        let capped = self.called.len() > NAMES_CAP || self.defined.len() > NAMES_CAP;
+        // column, a domain's CHECK…) can read other tables only through a
+        // function of the dump's own (or a built-in that runs a query, or
+        // a foreign key): with both, the tables' loads may not overlap.
         let reads_tables = self.expressions
-            && (self.query_functions
-                || self.opaque
-                || capped
-                || self.called.iter().any(|c| self.defined.contains(c)));
-        if risky || reads_tables {
+            && (self.query_functions || self.opaque || self.capped || self.calls_defined);
+        // A setting that makes the temporary schema the place new objects go.
+        let temp = shaped && memchr::memmem::find(&text.to_ascii_lowercase(), b"pg_temp").is_some();
+        if risky || reads_tables || temp {
             return LineKind::Barrier;
         }
         let alone = ended == 1
@@ -1046,6 +1118,7 @@ impl DumpScanner {
     fn line_meta_end(&mut self) {
         // A backslash command is not part of psql's query buffer.
         self.stmt = self.line_start_stmt;
+        self.calls = Calls::default();
         let line = self.line.clone();
         let text = line.trim_ascii();
         let allowed = [&b"\\restrict "[..], b"\\unrestrict "]
@@ -1161,35 +1234,200 @@ impl DumpScanner {
 /// generated column may read other tables.
 const NAMES_CAP: usize = 10_000;
 
-/// The name a `create [or replace] function|aggregate NAME(` line (lower
-/// case) defines: its last part, unquoted.
-fn defined_function(lower: &[u8]) -> Option<Vec<u8>> {
-    let rest = [
-        &b"create function "[..],
-        b"create or replace function ",
-        b"create aggregate ",
-        b"create or replace aggregate ",
-    ]
-    .iter()
-    .find_map(|p| lower.strip_prefix(*p))?;
-    let name = &rest[..rest.iter().position(|&b| b == b'(')?];
-    let last = name.rsplit(|&b| b == b'.').next()?;
-    Some(last.iter().copied().filter(|&b| b != b'"').collect())
+/// The bytes of a name compared: the server keeps 63 of a longer one,
+/// cut where a character starts; the first 60 are the same in both.
+const NAME: usize = 60;
+
+/// Extensions whose functions read no table the dump loads: a dump that
+/// creates any other may call such functions unseen.
+const PLAIN_EXTENSIONS: &[&[u8]] = &[
+    b"plpgsql",
+    b"pgcrypto",
+    b"uuid-ossp",
+    b"citext",
+    b"pg_trgm",
+    b"hstore",
+    b"btree_gin",
+    b"btree_gist",
+    b"unaccent",
+    b"fuzzystrmatch",
+    b"intarray",
+    b"ltree",
+    b"isn",
+    b"cube",
+    b"earthdistance",
+    b"pg_stat_statements",
+];
+
+/// Whether a built-in runs a query or reads another database.
+fn runs_queries(name: &[u8]) -> bool {
+    name.ends_with(b"_to_xml")
+        || name.ends_with(b"_to_xmlschema")
+        || name.ends_with(b"_to_xml_and_xmlschema")
+        || name.starts_with(b"dblink")
+        || name == b"ts_stat"
+        || name == b"ts_rewrite"
 }
 
-/// Every name followed by `(` in an expression line (lower case): what it
-/// may call.
-fn called_names(lower: &[u8], into: &mut std::collections::BTreeSet<Vec<u8>>) {
-    let mut start = None;
-    for (i, &b) in lower.iter().enumerate() {
-        if is_ident(b) || b == b'"' {
-            start.get_or_insert(i);
-            continue;
-        }
-        if let Some(s) = start.take()
-            && b == b'('
+/// What the code of one statement names, as the scanner reads it: the
+/// word or quoted name being read, the last name (a call when `(`
+/// follows, with only blanks or comments between), the names so called
+/// (in a table's statement), the first name so called (in a routine's:
+/// its own), the statement's first names, and whether its words say it
+/// holds an expression evaluated as rows load (`expr`), a foreign key, or
+/// a type's input function.
+#[derive(Debug, Default)]
+struct Calls {
+    word: Vec<u8>,
+    word_started: bool,
+    quoted: Option<Vec<u8>>,
+    pending: Option<Vec<u8>>,
+    names: std::collections::BTreeSet<Vec<u8>>,
+    first_call: Option<Vec<u8>>,
+    heads: Vec<Vec<u8>>,
+    expr: bool,
+    foreign_key: bool,
+    type_io: bool,
+    prev: u8,
+}
+
+impl Calls {
+    fn quoted_byte(&mut self, b: u8) {
+        if let Some(q) = &mut self.quoted
+            && q.len() < NAME
         {
-            into.insert(lower[s..i].iter().copied().filter(|&b| b != b'"').collect());
+            q.push(b.to_ascii_lowercase());
+        }
+    }
+}
+
+impl DumpScanner {
+    /// A byte of code (outside strings and comments) for [`Calls`].
+    fn calls_code(&mut self, b: u8) {
+        let prev = std::mem::replace(&mut self.calls.prev, b);
+        let c = &mut self.calls;
+        if is_ident(b) || (b == b'$' && c.word_started) {
+            // A word starts with a letter (digits first: a number).
+            if c.word_started || !b.is_ascii_digit() {
+                c.word_started = true;
+                if c.word.len() < NAME {
+                    c.word.push(b.to_ascii_lowercase());
+                }
+            }
+            return;
+        }
+        if c.word_started {
+            c.word_started = false;
+            let w = std::mem::take(&mut c.word);
+            self.name_seen(w, false);
+        }
+        match b {
+            b'(' => {
+                if let Some(n) = self.calls.pending.take() {
+                    self.called_name(n);
+                }
+            }
+            b'"' => {
+                // `U&"…"` spells a name with escapes: not read here.
+                if prev == b'&' {
+                    self.opaque = true;
+                }
+                self.calls.quoted = Some(Vec::new());
+            }
+            b'-' | b'/' => {}
+            b if b.is_ascii_whitespace() => {}
+            _ => self.calls.pending = None,
+        }
+    }
+
+    /// A quoted name ended.
+    fn quoted_end(&mut self) {
+        if let Some(q) = self.calls.quoted.take() {
+            self.name_seen(q, true);
+        }
+    }
+
+    fn name_seen(&mut self, w: Vec<u8>, quoted: bool) {
+        if w == b"pg_temp" || w.starts_with(b"pg_temp_") {
+            self.stmt.named_risky = true;
+        }
+        let c = &mut self.calls;
+        if !quoted {
+            match w.as_slice() {
+                b"check" | b"generated" | b"partition" | b"default" | b"exclude" | b"primary"
+                | b"unique" | b"expression" => c.expr = true,
+                b"references" => c.foreign_key = true,
+                b"input" | b"receive" | b"canonical" | b"subtype_diff" | b"typmod_in" => {
+                    c.type_io = true
+                }
+                _ => {}
+            }
+        }
+        if c.heads.len() < 8 {
+            c.heads.push(w.clone());
+        }
+        c.pending = Some(w);
+    }
+
+    /// A name followed by `(`.
+    fn called_name(&mut self, n: Vec<u8>) {
+        match self.stmt.scope() {
+            Scope::Routine => {
+                self.calls.first_call.get_or_insert(n);
+            }
+            Scope::Table if self.calls.names.len() < NAMES_CAP => {
+                self.calls.names.insert(n);
+            }
+            Scope::Table => self.capped = true,
+            _ => {}
+        }
+    }
+
+    /// The statement `old` ended: what it defines and calls is noted.
+    fn calls_end(&mut self, old: &Stmt) {
+        let c = std::mem::take(&mut self.calls);
+        match old.scope() {
+            Scope::Routine => match c.first_call {
+                Some(n) => {
+                    self.calls_defined |= self.called.contains(&n);
+                    if self.defined.len() < NAMES_CAP {
+                        self.defined.insert(n);
+                    } else {
+                        self.capped = true;
+                    }
+                }
+                None => self.opaque = true,
+            },
+            Scope::Table if c.expr || c.foreign_key => {
+                self.expressions = true;
+                self.query_functions |= c.foreign_key;
+                for n in c.names {
+                    self.query_functions |= runs_queries(&n);
+                    self.calls_defined |= self.defined.contains(&n);
+                    if self.called.len() < NAMES_CAP {
+                        self.called.insert(n);
+                    } else {
+                        self.capped = true;
+                    }
+                }
+            }
+            Scope::Type if c.type_io => {
+                self.expressions = true;
+                self.opaque = true;
+            }
+            Scope::Opaque => self.opaque = true,
+            Scope::Extension => {
+                let name = c
+                    .heads
+                    .iter()
+                    .skip_while(|h| h.as_slice() != b"extension")
+                    .skip(1)
+                    .find(|h| !matches!(h.as_slice(), b"if" | b"not" | b"exists"));
+                if !name.is_some_and(|n| PLAIN_EXTENSIONS.contains(&n.as_slice())) {
+                    self.opaque = true;
+                }
+            }
+            _ => {}
         }
     }
 }

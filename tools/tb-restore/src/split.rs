@@ -25,11 +25,13 @@
 //! tables that cannot see each other. A dump where that may not hold loads
 //! in one session from its start ([`LineKind::Barrier`] before the first
 //! COPY): a statement pg_dump does not write before its data (a
-//! transaction, `LOCK`, `DO`, DML, a trigger, rule, temporary object, role
-//! or database setting, a `SET`/`SELECT` of another shape), a CHECK or
-//! generated column in a dump that defines functions (they could read other
-//! tables while rows load), or more settings to replay than
-//! [`REPLAY_CAP`]. Blocks go to whichever session has had fewer bytes of
+//! transaction, `LOCK`, `DO`, DML, a trigger, rule, index, temporary
+//! object, a table made `AS` a query…, a `SET`/`SELECT` of another shape),
+//! an expression evaluated as rows load (CHECK, generated column, DEFAULT,
+//! partition key…) that may call a function of the dump's or one that runs
+//! unseen (the scanner's rules, [`tb_shared::sqldump::DumpScanner`]: they
+//! could read other tables while rows load), or more settings to replay
+//! than [`REPLAY_CAP`] (each setting counted once, at its last value). Blocks go to whichever session has had fewer bytes of
 //! COPY data so far (the first to the main one); a COPY line longer than
 //! [`LINE_CAP`] stays in the main session.
 //!
@@ -127,6 +129,7 @@ pub(crate) struct Split {
     /// The settings lines before the gate, and their dump lines, to replay.
     replay: Vec<(Vec<u8>, u64)>,
     replay_bytes: usize,
+    replay_full: bool,
     /// Where this side's psql's lines came from (the main side: of its
     /// data session; `first`: of the session before the gate).
     lines: Lines,
@@ -152,6 +155,7 @@ impl Split {
             dump: 0,
             replay: Vec::new(),
             replay_bytes: 0,
+            replay_full: false,
             lines: Lines::default(),
             first: Lines::default(),
             helper_crc: crc32fast::Hasher::new(),
@@ -314,13 +318,28 @@ impl Split {
         Ok(())
     }
 
-    /// Before the first COPY: keep a settings line for replay.
+    /// Before the first COPY: keep a settings line for replay, in place of
+    /// an earlier one of the same setting (pg_dump sets
+    /// `default_tablespace` and `default_table_access_method` before each
+    /// table: only the last value counts).
     fn keep_for_replay(&mut self, kind: LineKind) {
-        if kind == LineKind::Session && self.phase == Phase::Pre {
-            self.replay_bytes += self.line.len() + 1;
-            if self.replay_bytes <= REPLAY_CAP {
-                self.replay.push((self.line.clone(), self.dump));
-            }
+        if kind != LineKind::Session || self.phase != Phase::Pre || self.replay_full {
+            return;
+        }
+        if let Some(name) = setting_name(&self.line)
+            && let Some(i) = self
+                .replay
+                .iter()
+                .position(|(l, _)| setting_name(l) == Some(name))
+        {
+            let (old, _) = self.replay.remove(i);
+            self.replay_bytes -= old.len() + 1;
+        }
+        self.replay_bytes += self.line.len() + 1;
+        if self.replay_bytes <= REPLAY_CAP {
+            self.replay.push((self.line.clone(), self.dump));
+        } else {
+            self.replay_full = true;
         }
     }
 
@@ -338,7 +357,7 @@ impl Split {
 
     /// The first COPY line, in `Pre`: whether the data splits.
     fn at_gate(&mut self) -> bool {
-        self.replay_bytes <= REPLAY_CAP
+        !self.replay_full
     }
 
     fn main_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
@@ -432,6 +451,17 @@ impl Split {
         }
         Ok(true)
     }
+}
+
+/// The setting a [`LineKind::Session`] line sets: `SET name = …;` or
+/// `SELECT pg_catalog.set_config('name', …);`.
+fn setting_name(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"SET ").map(|r| (r, b' ')).or_else(|| {
+        line.strip_prefix(b"SELECT pg_catalog.set_config('")
+            .map(|r| (r, b'\''))
+    });
+    let (rest, end) = rest?;
+    Some(&rest[..rest.iter().position(|&b| b == end)?])
 }
 
 #[cfg(test)]
@@ -655,6 +685,114 @@ mod tests {
                 "{risky}"
             );
         }
+    }
+
+    /// Hostile review 2: ways of writing a call, an expression or a
+    /// statement that the first rules missed, each of which let two
+    /// sessions load tables whose rows can see each other.
+    #[test]
+    fn however_a_call_or_statement_is_written_the_dump_loads_in_one_session() {
+        const F: &str =
+            "CREATE FUNCTION public.f(integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\n";
+        for risky in [
+            // A quoted name with a blank (or a dot) in it.
+            "CREATE FUNCTION public.\"count b\"() RETURNS bigint LANGUAGE sql AS $$SELECT 1::bigint$$;\nCREATE TABLE public.g (\n    x integer,\n    n bigint GENERATED ALWAYS AS (public.\"count b\"()) STORED\n);\n".to_string(),
+            "CREATE FUNCTION public.\"a.b$c\"(integer) RETURNS boolean LANGUAGE sql AS $$SELECT true$$;\nCREATE TABLE public.g (x integer CHECK (public.\"a.b$c\"(x)));\n".to_string(),
+            // No blank before the parenthesis, or a line end, or a comment.
+            format!("{F}CREATE TABLE public.g (x integer CHECK(public.f(x)));\n"),
+            format!("{F}CREATE TABLE public.g (x integer, y boolean GENERATED ALWAYS AS(public.f(x)) STORED);\n"),
+            format!("{F}CREATE TABLE public.g (x integer CHECK\n(public.f\n(x)));\n"),
+            format!("{F}CREATE TABLE public.g (x integer CHECK (public . f /* c */ (x)));\n"),
+            // A call on a line that begins inside a string.
+            format!("{F}CREATE TABLE public.g (x text CHECK ((x <> 'a\nb') AND public.f(length(x))));\n"),
+            // A partition key, a DEFAULT, an exclusion constraint.
+            format!("{F}CREATE TABLE public.g (x integer) PARTITION BY LIST (public.f(x));\n"),
+            format!("{F}CREATE TABLE public.g (x integer, y boolean DEFAULT public.f(1));\n"),
+            format!("{F}ALTER TABLE public.a ADD CONSTRAINT g EXCLUDE USING btree (public.f(x) WITH =);\n"),
+            format!("{F}ALTER TABLE public.a ALTER COLUMN x SET DEFAULT public.f(1)::integer;\n"),
+            // The function defined after the table that calls it.
+            format!("CREATE TABLE public.g (x integer CHECK (public.f(x)));\n{F}"),
+            // Built-ins that run a query.
+            "CREATE TABLE public.g (x text CHECK ((ts_stat('select 1'::text) IS NOT NULL)));\n".to_string(),
+            // A name spelled with escapes; a base type's input function;
+            // an extension whose functions the dump does not show.
+            format!("{F}CREATE TABLE public.g (x integer CHECK (U&\"\\0066\"(x)));\n"),
+            "CREATE TYPE public.t (INPUT = public.t_in, OUTPUT = public.t_out);\n".to_string(),
+            "CREATE EXTENSION IF NOT EXISTS tablefunc WITH SCHEMA public;\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n".to_string(),
+            // Elements in CREATE SCHEMA; a table made from a query; a
+            // materialized view made with its data; the temporary schema.
+            "CREATE SCHEMA s CREATE TABLE t (x integer) CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();\n".to_string(),
+            "CREATE TABLE public.x AS SELECT count(*) AS n FROM public.c;\n".to_string(),
+            "CREATE TABLE public.x (n) AS\n SELECT 1;\n".to_string(),
+            "CREATE MATERIALIZED VIEW public.mv AS\n SELECT count(*) AS n\n   FROM public.c;\n".to_string(),
+            "CREATE TABLE pg_temp.x (n integer);\n".to_string(),
+            "CREATE TABLE \"pg_temp\".x (n integer);\n".to_string(),
+            "SET search_path = pg_temp, public;\n".to_string(),
+            "SELECT pg_catalog.set_config('search_path', 'pg_temp', false);\n".to_string(),
+            // A function renamed, so called by a name not seen defined; a
+            // text search parser, whose functions run unnamed.
+            format!("{F}ALTER FUNCTION public.f(integer) RENAME TO g;\nCREATE TABLE public.g (x integer CHECK (public.g(x)));\n"),
+            "CREATE TEXT SEARCH PARSER public.p (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype);\nCREATE TABLE public.g (x text, v tsvector GENERATED ALWAYS AS (to_tsvector('public.c'::regconfig, x)) STORED);\n".to_string(),
+        ] {
+            let d = dump().replacen(
+                "CREATE TABLE public.a",
+                &format!("{risky}CREATE TABLE public.a"),
+                1,
+            );
+            let (m, ms, h, _) = run(&d, 1 << 20, true);
+            assert_eq!(ms.helper_blocks(), 0, "{risky}");
+            assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
+            assert_eq!(
+                String::from_utf8(m.bytes).unwrap(),
+                unrestricted(&d),
+                "{risky}"
+            );
+        }
+    }
+
+    /// The rules above keep what pg_dump writes of a usual database in two
+    /// sessions: functions with defaults that no expression calls, CHECKs
+    /// and DEFAULTs of built-ins, an identity, an extension of plain
+    /// functions, a materialized view made without its data.
+    #[test]
+    fn expressions_that_call_no_function_of_the_dumps_still_split() {
+        let pre = "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA public;\nCREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;\nCREATE FUNCTION public.touch(a integer DEFAULT 1, b text DEFAULT upper('x')) RETURNS trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN NEW.t := now(); RETURN NEW; END$$;\nCREATE FUNCTION public.g() RETURNS integer LANGUAGE sql BEGIN ATOMIC\n SELECT 1;\nEND;\nCOMMENT ON FUNCTION public.touch(a integer, b text) IS 'check (touch(1))';\nCREATE TABLE public.k (\n    id bigint NOT NULL,\n    u uuid DEFAULT public.uuid_generate_v4(),\n    x integer CONSTRAINT k_x_check CHECK ((length(('g('::text || x)) > 0)),\n    CONSTRAINT \"touch(\" CHECK ((x > 0))\n);\nALTER TABLE public.k ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (\n    SEQUENCE NAME public.k_id_seq\n    START WITH 1\n);\nALTER TABLE ONLY public.k ALTER COLUMN x SET DEFAULT nextval('public.s'::regclass);\nCREATE MATERIALIZED VIEW public.mv AS\n SELECT public.g() AS n\n  WITH NO DATA;\n";
+        let d = dump().replacen(
+            "CREATE TABLE public.a",
+            &format!("{pre}CREATE TABLE public.a"),
+            1,
+        );
+        let (_, ms, _, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 2);
+    }
+
+    /// pg_dump sets `default_tablespace` and `default_table_access_method`
+    /// before each table: the sessions that load the data replay each
+    /// setting once, at its last value (a schema of many tables otherwise
+    /// passed the replay cap and loaded in one session).
+    #[test]
+    fn each_setting_is_replayed_once_at_its_last_value() {
+        let mut pre = String::new();
+        for i in 0..20_000 {
+            pre.push_str(&format!(
+                "SET default_tablespace = '';\nSET default_table_access_method = heap;\nCREATE TABLE public.t{i} (x integer);\nSELECT pg_catalog.set_config('search_path', 'v{i}', false);\n"
+            ));
+        }
+        pre.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
+        assert!(pre.len() > REPLAY_CAP);
+        let d = dump().replacen(
+            "CREATE TABLE public.a",
+            &format!("{pre}CREATE TABLE public.a"),
+            1,
+        );
+        let (_, ms, h, _) = run(&d, 1 << 16, true);
+        assert_eq!(ms.helper_blocks(), 2);
+        let helper = String::from_utf8(h.bytes).unwrap();
+        let replay = &helper[..helper.find("COPY ").unwrap()];
+        assert_eq!(
+            replay,
+            "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSET default_tablespace = '';\nSET default_table_access_method = heap;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+        );
     }
 
     #[test]

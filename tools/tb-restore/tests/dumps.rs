@@ -333,6 +333,41 @@ fn a_generated_column_that_reads_another_table_loads_as_in_one_session() {
     no_temporary_databases(pg, "gen_r");
 }
 
+/// The same with the function's name quoted and holding a blank, as
+/// pg_dump writes it (`public."count c"()`): the name was read as `c`, and
+/// the dump loaded in two sessions (hostile review 2).
+#[test]
+fn a_quoted_function_name_with_a_blank_is_still_seen_called() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("genq_src");
+    pg.psql(
+        "genq_src",
+        "CREATE TABLE a (x int, y text); CREATE TABLE b (x int, y text); CREATE TABLE c (x int, y text);
+         CREATE FUNCTION \"count c\"() RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT count(*) FROM public.c';
+         INSERT INTO a SELECT i, 'a' FROM generate_series(1, 100) i;
+         INSERT INTO b SELECT i, 'b' FROM generate_series(1, 20000) i;
+         INSERT INTO c SELECT i, 'c' FROM generate_series(1, 3000) i;
+         CREATE TABLE d (x int, n bigint GENERATED ALWAYS AS (public.\"count c\"()) STORED);
+         INSERT INTO d (x) SELECT generate_series(1, 10);",
+    );
+    let path = tb_dump(pg, "genq_src", sb.path());
+    let out = restore(pg, &path, &["--dbname", "genq_r"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql("genq_r", "SELECT n, count(*) FROM d GROUP BY n")
+            .trim(),
+        "3000|10"
+    );
+    assert_eq!(sessions(&out), 1);
+    no_temporary_databases(pg, "genq_r");
+}
+
 /// The dump's own settings are replayed in the second session only after
 /// everything before the data ran: `SET default_table_access_method` to
 /// an access method the dump creates failed there when it came first.
