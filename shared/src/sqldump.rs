@@ -81,8 +81,9 @@ pub enum LineKind {
     /// One whole `SELECT pg_catalog.setval(…);` (a sequence's value).
     Setval,
     /// A `COPY … FROM stdin;` that starts data; `long` when the line is
-    /// longer than [`LINE_CAP`].
-    CopyStart { long: bool },
+    /// longer than [`LINE_CAP`]; `alone` when no more SQL follows its `;`
+    /// on the line (psql runs what does once the data is in).
+    CopyStart { long: bool, alone: bool },
     /// The `\.` that ends a COPY block; `lines`: the block's lines after
     /// its COPY line (rows and the `\.`).
     CopyEnd { lines: u64 },
@@ -423,6 +424,11 @@ pub struct DumpScanner {
     kind: DumpKind,
     lex: Lex,
     prev: u8,
+    /// The byte before `prev`; whether `prev` is an `E` that starts an
+    /// escape string (`E'…'`, not the end of a name: `name'\'` is a
+    /// standard string).
+    prev2: u8,
+    e_string: bool,
     /// The current line: its first bytes, its last bytes, its length.
     line: Vec<u8>,
     line_tail: Vec<u8>,
@@ -581,6 +587,8 @@ impl DumpScanner {
             kind,
             lex: Lex::Normal,
             prev: b'\n',
+            prev2: b'\n',
+            e_string: false,
             line: Vec::new(),
             line_tail: Vec::new(),
             line_len: 0,
@@ -740,7 +748,9 @@ impl DumpScanner {
     /// One byte of SQL outside data blocks.
     fn lex_byte(&mut self, b: u8) {
         let prev = self.prev;
+        let prev2 = std::mem::replace(&mut self.prev2, prev);
         self.prev = b;
+        self.e_string = matches!(prev, b'E' | b'e') && !is_ident(prev2) && prev2 != b'$';
         if b == b'\\' && matches!(self.lex, Lex::Normal | Lex::Dash | Lex::Slash) {
             // psql runs a backslash command wherever it finds one outside
             // quotes, also after SQL on the same line.
@@ -912,7 +922,7 @@ impl DumpScanner {
             b'-' => Lex::Dash,
             b'/' => Lex::Slash,
             b'\'' => Lex::Single {
-                escapes: prev == b'E' || prev == b'e' || self.scs_off,
+                escapes: self.e_string || self.scs_off,
                 quote: false,
                 backslash: false,
             },
@@ -1006,8 +1016,12 @@ impl DumpScanner {
             return LineKind::Dropped;
         }
         if !copy_before && self.copy.is_some() {
+            // psql runs what follows the COPY's `;` on its line once the
+            // data is in: pg_dump writes nothing there.
+            let (now, before) = (self.stmt, self.line_start_stmt);
             return LineKind::CopyStart {
                 long: self.line_len > MAX_LINE,
+                alone: now.ended - before.ended == 1 && !now.open,
             };
         }
         let text = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
@@ -1023,9 +1037,17 @@ impl DumpScanner {
         // a foreign key): with both, the tables' loads may not overlap.
         let reads_tables = self.expressions
             && (self.query_functions || self.opaque || self.capped || self.calls_defined);
-        // A setting that makes the temporary schema the place new objects go.
-        let temp = shaped && memchr::memmem::find(&text.to_ascii_lowercase(), b"pg_temp").is_some();
-        if risky || reads_tables || temp {
+        // A setting that makes the temporary schema the place new objects
+        // go; standard_conforming_strings set otherwise than in the two
+        // lines the lexer follows (it decides what a backslash in a
+        // string does: the scanner would read the rest otherwise than psql).
+        let lower = text.to_ascii_lowercase();
+        let temp = shaped && memchr::memmem::find(&lower, b"pg_temp").is_some();
+        let scs = memchr::memmem::find(&lower, b"standard_conforming_strings").is_some()
+            && !(self.line_normal
+                && (lower == b"set standard_conforming_strings = on;"
+                    || lower == b"set standard_conforming_strings = off;"));
+        if risky || reads_tables || temp || scs {
             return LineKind::Barrier;
         }
         let alone = ended == 1
@@ -1104,9 +1126,9 @@ impl DumpScanner {
             self.facts.inserts += 1;
         } else if line.starts_with('\\') {
             // A meta-command: noted when its line ended.
-        } else if line == "SET standard_conforming_strings = off;" {
+        } else if line.eq_ignore_ascii_case("SET standard_conforming_strings = off;") {
             self.scs_off = true;
-        } else if line == "SET standard_conforming_strings = on;" {
+        } else if line.eq_ignore_ascii_case("SET standard_conforming_strings = on;") {
             self.scs_off = false;
         } else {
             requirements(&line, &mut self.facts);
@@ -1238,8 +1260,10 @@ const NAMES_CAP: usize = 10_000;
 /// cut where a character starts; the first 60 are the same in both.
 const NAME: usize = 60;
 
-/// Extensions whose functions read no table the dump loads: a dump that
-/// creates any other may call such functions unseen.
+/// Extensions whose functions read no table the dump loads (C code, or
+/// SQL that names `pg_catalog`'s functions only: earthdistance's call
+/// `earth()` by the search path, which may find the dump's own): a dump
+/// that creates any other may call such functions unseen.
 const PLAIN_EXTENSIONS: &[&[u8]] = &[
     b"plpgsql",
     b"pgcrypto",
@@ -1251,11 +1275,10 @@ const PLAIN_EXTENSIONS: &[&[u8]] = &[
     b"btree_gist",
     b"unaccent",
     b"fuzzystrmatch",
-    b"intarray",
     b"ltree",
     b"isn",
     b"cube",
-    b"earthdistance",
+    b"moddatetime",
     b"pg_stat_statements",
 ];
 
@@ -1287,7 +1310,12 @@ struct Calls {
     heads: Vec<Vec<u8>>,
     expr: bool,
     foreign_key: bool,
+    /// Words `input`/`receive`/`typmod_in`, `canonical`, `function`.
     type_io: bool,
+    canonical: bool,
+    function: bool,
+    /// A `.` came after the last name.
+    dotted: bool,
     prev: u8,
 }
 
@@ -1313,6 +1341,8 @@ impl DumpScanner {
                 if c.word.len() < NAME {
                     c.word.push(b.to_ascii_lowercase());
                 }
+            } else {
+                c.dotted = false;
             }
             return;
         }
@@ -1323,10 +1353,13 @@ impl DumpScanner {
         }
         match b {
             b'(' => {
+                self.calls.dotted = false;
                 if let Some(n) = self.calls.pending.take() {
                     self.called_name(n);
                 }
             }
+            // `(row).f` calls `f(row)`.
+            b'.' => self.calls.dotted = true,
             b'"' => {
                 // `U&"…"` spells a name with escapes: not read here.
                 if prev == b'&' {
@@ -1336,7 +1369,10 @@ impl DumpScanner {
             }
             b'-' | b'/' => {}
             b if b.is_ascii_whitespace() => {}
-            _ => self.calls.pending = None,
+            _ => {
+                self.calls.pending = None;
+                self.calls.dotted = false;
+            }
         }
     }
 
@@ -1351,15 +1387,18 @@ impl DumpScanner {
         if w == b"pg_temp" || w.starts_with(b"pg_temp_") {
             self.stmt.named_risky = true;
         }
+        if std::mem::take(&mut self.calls.dotted) {
+            self.called_name(w.clone());
+        }
         let c = &mut self.calls;
         if !quoted {
             match w.as_slice() {
                 b"check" | b"generated" | b"partition" | b"default" | b"exclude" | b"primary"
                 | b"unique" | b"expression" => c.expr = true,
                 b"references" => c.foreign_key = true,
-                b"input" | b"receive" | b"canonical" | b"subtype_diff" | b"typmod_in" => {
-                    c.type_io = true
-                }
+                b"input" | b"receive" | b"typmod_in" => c.type_io = true,
+                b"canonical" => c.canonical = true,
+                b"function" => c.function = true,
                 _ => {}
             }
         }
@@ -1369,14 +1408,18 @@ impl DumpScanner {
         c.pending = Some(w);
     }
 
-    /// A name followed by `(`.
+    /// A name followed by `(`, or after a `.` (in an expression, `(row).f`
+    /// calls `f`). In a table's statement, only names after the word that
+    /// starts an expression count: the table's own name before it does not.
     fn called_name(&mut self, n: Vec<u8>) {
+        let c = &mut self.calls;
         match self.stmt.scope() {
             Scope::Routine => {
-                self.calls.first_call.get_or_insert(n);
+                c.first_call.get_or_insert(n);
             }
-            Scope::Table if self.calls.names.len() < NAMES_CAP => {
-                self.calls.names.insert(n);
+            Scope::Table if !(c.expr || c.foreign_key) => {}
+            Scope::Table if c.names.len() < NAMES_CAP => {
+                c.names.insert(n);
             }
             Scope::Table => self.capped = true,
             _ => {}
@@ -1411,11 +1454,15 @@ impl DumpScanner {
                     }
                 }
             }
-            Scope::Type if c.type_io => {
+            // A base type (no `AS`) has input functions; a range type may
+            // have a canonical function (run on input too).
+            Scope::Type if (c.type_io && !old.top_as) || (c.canonical && old.top_as) => {
                 self.expressions = true;
                 self.opaque = true;
             }
-            Scope::Opaque => self.opaque = true,
+            // A cast `WITH INOUT` or `WITHOUT FUNCTION` calls no function
+            // of the dump's (a type's input function is judged above).
+            Scope::Opaque if old.word_at(1) != b"cast" || c.function => self.opaque = true,
             Scope::Extension => {
                 let name = c
                     .heads
@@ -1525,7 +1572,7 @@ fn session_shape(t: &[u8]) -> bool {
     }
     c.lit(b"SELECT pg_catalog.set_config(")
         && c.string(false)
-            .is_some_and(|n| n != b"standard_conforming_strings")
+            .is_some_and(|n| !n.eq_ignore_ascii_case(b"standard_conforming_strings"))
         && c.lit(b", ")
         && c.string(false).is_some()
         && c.lit(b", ")
@@ -1915,6 +1962,16 @@ mod tests {
             (
                 "SET standard_conforming_strings = off;\nSELECT 'x\\''; \\! touch /tmp/x\n",
                 true,
+            ),
+            // `name'\'` is the name `name`, then a standard string: psql
+            // runs the `\!` (the scanner read an E-string: hostile review 3).
+            ("SELECT name'\\'; \\! touch /tmp/x\n", true),
+            ("SELECT a$e'\\'; \\! touch /tmp/x\n", true),
+            ("SELECT (E'\\'; \\! touch /tmp/x');\n", false),
+            // The setting's name in another case: psql follows it as well.
+            (
+                "SET STANDARD_CONFORMING_STRINGS = OFF;\nSELECT 'x\\'; \\! touch /tmp/x';\n",
+                false,
             ),
         ] {
             let mut sc = DumpScanner::new(DumpKind::Database);

@@ -1194,7 +1194,11 @@ fn stream_into(
     Ok(Streamed {
         facts,
         sessions,
-        one_session: sink.one_session.clone().filter(|_| parallel),
+        one_session: sink
+            .one_session
+            .clone()
+            .or_else(|| split.serial_reason().map(str::to_string))
+            .filter(|_| parallel),
     })
 }
 

@@ -136,6 +136,9 @@ pub(crate) struct Split {
     first: Lines,
     /// CRC-32 of what the helper's session gets.
     helper_crc: crc32fast::Hasher,
+    /// The main side: why the data loads in one session, when the dump
+    /// says so before its data.
+    serial: Option<String>,
 }
 
 impl Split {
@@ -159,7 +162,14 @@ impl Split {
             lines: Lines::default(),
             first: Lines::default(),
             helper_crc: crc32fast::Hasher::new(),
+            serial: None,
         }
+    }
+
+    /// The main side: why the dump loads in one session, when it was its
+    /// content before the data.
+    pub(crate) fn serial_reason(&self) -> Option<&str> {
+        self.serial.as_deref()
     }
 
     /// COPY blocks given to the helper so far.
@@ -364,8 +374,20 @@ impl Split {
         if self.phase == Phase::Pre {
             self.keep_for_replay(kind);
             match kind {
-                LineKind::Barrier => self.phase = Phase::Serial,
-                LineKind::CopyStart { .. } if !self.at_gate() => self.phase = Phase::Serial,
+                LineKind::Barrier | LineKind::CopyStart { alone: false, .. } => {
+                    self.phase = Phase::Serial;
+                    self.serial = Some(format!(
+                        "line {} of the dump, before its data, is not what pg_dump writes there, or may let one table's load see another's",
+                        self.dump
+                    ));
+                }
+                LineKind::CopyStart { .. } if !self.at_gate() => {
+                    self.phase = Phase::Serial;
+                    self.serial = Some(format!(
+                        "the dump makes more than {} KiB of settings before its data",
+                        REPLAY_CAP >> 10
+                    ));
+                }
                 LineKind::CopyStart { .. } => {
                     self.first = std::mem::take(&mut self.lines);
                     let helped = sink.gate()?;
@@ -376,7 +398,7 @@ impl Split {
             }
         }
         match (self.phase, kind) {
-            (Phase::Window, LineKind::CopyStart { long }) => {
+            (Phase::Window, LineKind::CopyStart { long, alone: true }) => {
                 let owner = self.assign(long);
                 self.block = Some(owner);
                 if owner == Side::Main {
@@ -400,6 +422,9 @@ impl Split {
                     sink.barrier()?;
                 }
                 self.phase = Phase::Serial;
+                if matches!(kind, LineKind::CopyStart { .. }) {
+                    self.block = Some(Side::Main);
+                }
                 self.write_line(kind, sink)?;
             }
             (_, LineKind::CopyStart { .. }) => {
@@ -415,7 +440,9 @@ impl Split {
         if self.phase == Phase::Pre {
             self.keep_for_replay(kind);
             match kind {
-                LineKind::Barrier => self.phase = Phase::Serial,
+                LineKind::Barrier | LineKind::CopyStart { alone: false, .. } => {
+                    self.phase = Phase::Serial
+                }
                 LineKind::CopyStart { .. } if !self.at_gate() => self.phase = Phase::Serial,
                 LineKind::CopyStart { .. } => {
                     sink.gate()?;
@@ -427,7 +454,7 @@ impl Split {
         }
         match (self.phase, kind) {
             (Phase::Serial, _) => return Ok(false),
-            (Phase::Window, LineKind::CopyStart { long }) => {
+            (Phase::Window, LineKind::CopyStart { long, alone: true }) => {
                 let owner = self.assign(long);
                 self.block = Some(owner);
                 if owner == Side::Helper {
@@ -733,6 +760,19 @@ mod tests {
             // text search parser, whose functions run unnamed.
             format!("{F}ALTER FUNCTION public.f(integer) RENAME TO g;\nCREATE TABLE public.g (x integer CHECK (public.g(x)));\n"),
             "CREATE TEXT SEARCH PARSER public.p (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype);\nCREATE TABLE public.g (x text, v tsvector GENERATED ALWAYS AS (to_tsvector('public.c'::regconfig, x)) STORED);\n".to_string(),
+            // Hostile review 3. A string after a name ending in `e` is no
+            // E-string: the trigger between the views was hidden.
+            "CREATE VIEW public.v AS SELECT name'\\' AS n; CREATE TRIGGER trg BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION public.tf(); CREATE VIEW public.w AS SELECT E'\\'' AS m;\n".to_string(),
+            // standard_conforming_strings off by a name in capitals.
+            "SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', false);\n".to_string(),
+            "SET STANDARD_CONFORMING_STRINGS = off;\n".to_string(),
+            // Attribute notation: `(y).cnt` calls cnt(y).
+            "CREATE TYPE public.pt AS (v integer);\nCREATE FUNCTION public.cnt(public.pt) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$SELECT 1::bigint$$;\nCREATE TABLE public.g (x integer, y public.pt, n bigint GENERATED ALWAYS AS ((y).cnt) STORED);\n".to_string(),
+            // earthdistance calls earth() by the search path: the dump's
+            // own earth() may be the one it finds.
+            "CREATE EXTENSION IF NOT EXISTS earthdistance WITH SCHEMA public;\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n".to_string(),
+            // A cast with a function of the dump's.
+            format!("{F}CREATE CAST (integer AS public.t) WITH FUNCTION public.f(integer);\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n"),
         ] {
             let d = dump().replacen(
                 "CREATE TABLE public.a",
@@ -756,7 +796,7 @@ mod tests {
     /// functions, a materialized view made without its data.
     #[test]
     fn expressions_that_call_no_function_of_the_dumps_still_split() {
-        let pre = "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA public;\nCREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;\nCREATE FUNCTION public.touch(a integer DEFAULT 1, b text DEFAULT upper('x')) RETURNS trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN NEW.t := now(); RETURN NEW; END$$;\nCREATE FUNCTION public.g() RETURNS integer LANGUAGE sql BEGIN ATOMIC\n SELECT 1;\nEND;\nCOMMENT ON FUNCTION public.touch(a integer, b text) IS 'check (touch(1))';\nCREATE TABLE public.k (\n    id bigint NOT NULL,\n    u uuid DEFAULT public.uuid_generate_v4(),\n    x integer CONSTRAINT k_x_check CHECK ((length(('g('::text || x)) > 0)),\n    CONSTRAINT \"touch(\" CHECK ((x > 0))\n);\nALTER TABLE public.k ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (\n    SEQUENCE NAME public.k_id_seq\n    START WITH 1\n);\nALTER TABLE ONLY public.k ALTER COLUMN x SET DEFAULT nextval('public.s'::regclass);\nCREATE MATERIALIZED VIEW public.mv AS\n SELECT public.g() AS n\n  WITH NO DATA;\n";
+        let pre = "CREATE EXTENSION IF NOT EXISTS moddatetime WITH SCHEMA public;\nCREATE CAST (character varying AS public.st) WITH INOUT AS IMPLICIT;\nCREATE TYPE public.msg AS (role text, input text);\nCREATE TYPE public.fr AS RANGE (\n    subtype = double precision,\n    subtype_diff = float8mi\n);\nCREATE FUNCTION public.audit_log() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;\nCREATE TABLE public.audit_log (\n    at timestamp with time zone DEFAULT now(),\n    x numeric(10,2) CHECK ((x > 1.5))\n);\nCREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" WITH SCHEMA public;\nCREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;\nCREATE FUNCTION public.touch(a integer DEFAULT 1, b text DEFAULT upper('x')) RETURNS trigger\n    LANGUAGE plpgsql\n    AS $$BEGIN NEW.t := now(); RETURN NEW; END$$;\nCREATE FUNCTION public.g() RETURNS integer LANGUAGE sql BEGIN ATOMIC\n SELECT 1;\nEND;\nCOMMENT ON FUNCTION public.touch(a integer, b text) IS 'check (touch(1))';\nCREATE TABLE public.k (\n    id bigint NOT NULL,\n    u uuid DEFAULT public.uuid_generate_v4(),\n    x integer CONSTRAINT k_x_check CHECK ((length(('g('::text || x)) > 0)),\n    CONSTRAINT \"touch(\" CHECK ((x > 0))\n);\nALTER TABLE public.k ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (\n    SEQUENCE NAME public.k_id_seq\n    START WITH 1\n);\nALTER TABLE ONLY public.k ALTER COLUMN x SET DEFAULT nextval('public.s'::regclass);\nCREATE MATERIALIZED VIEW public.mv AS\n SELECT public.g() AS n\n  WITH NO DATA;\n";
         let d = dump().replacen(
             "CREATE TABLE public.a",
             &format!("{pre}CREATE TABLE public.a"),
@@ -764,6 +804,37 @@ mod tests {
         );
         let (_, ms, _, _) = run(&d, 1 << 20, true);
         assert_eq!(ms.helper_blocks(), 2);
+    }
+
+    /// psql runs what follows a COPY's `;` on its line once the data is in
+    /// (hostile review 3: an UPDATE of another table there changed what
+    /// the second session loaded; a `BEGIN; LOCK` there made both sessions
+    /// wait for each other for ever). Before the data, such a line keeps it
+    /// in one session; among the data, the main session waits for the
+    /// helper before it and loads the rest.
+    #[test]
+    fn sql_after_a_copy_on_its_line_keeps_what_follows_in_the_main_session() {
+        let tail = " UPDATE public.b SET y = 'u'; -- FROM stdin;";
+        let copy_a = "COPY public.a (x, y) FROM stdin;";
+        let d = dump().replacen(copy_a, &format!("{copy_a}{tail}"), 1);
+        let (m, ms, h, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 0);
+        assert_eq!((m.gate, m.barrier, h.gate), (None, None, None));
+        assert_eq!(String::from_utf8(m.bytes).unwrap(), unrestricted(&d));
+        assert!(ms.serial_reason().unwrap().contains("line 16 "));
+
+        let copy_c = "COPY public.c (x, y) FROM stdin;";
+        let d = dump().replacen(copy_c, &format!("{copy_c}{tail}"), 1);
+        let (m, ms, h, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 1);
+        let main = String::from_utf8(m.bytes).unwrap();
+        assert_eq!(m.barrier, Some(main.find(copy_c).unwrap()));
+        assert!(main.contains(&format!("{copy_c}{tail}\n0\tc\n")));
+        assert!(main.contains(&block("d", 4)) && main.contains(&block("e", 1)));
+        assert_eq!(
+            String::from_utf8(h.bytes).unwrap(),
+            format!("{SESSION}{}SET default_tablespace = '';\n", block("b", 9))
+        );
     }
 
     /// pg_dump sets `default_tablespace` and `default_table_access_method`
