@@ -659,6 +659,24 @@ mod tests {
         check_lines(&String::from_utf8(h.bytes).unwrap(), hs.lines(), &lines);
     }
 
+    /// With `risky` before the first table, the dump loads in one session,
+    /// as it is, with no gate and no barrier.
+    fn assert_one_session(risky: &str) {
+        let d = dump().replacen(
+            "CREATE TABLE public.a",
+            &format!("{risky}CREATE TABLE public.a"),
+            1,
+        );
+        let (m, ms, h, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 0, "{risky}");
+        assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
+        assert_eq!(
+            String::from_utf8(m.bytes).unwrap(),
+            unrestricted(&d),
+            "{risky}"
+        );
+    }
+
     #[test]
     fn anything_but_pg_dumps_own_statements_before_the_data_keeps_it_in_one_session() {
         for risky in [
@@ -698,19 +716,7 @@ mod tests {
             "CREATE INDEX ai ON public.a USING btree (x);\n",
             "CREATE UNIQUE INDEX ai ON public.a USING btree (x);\n",
         ] {
-            let d = dump().replacen(
-                "CREATE TABLE public.a",
-                &format!("{risky}CREATE TABLE public.a"),
-                1,
-            );
-            let (m, ms, h, _) = run(&d, 1 << 20, true);
-            assert_eq!(ms.helper_blocks(), 0, "{risky}");
-            assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
-            assert_eq!(
-                String::from_utf8(m.bytes).unwrap(),
-                unrestricted(&d),
-                "{risky}"
-            );
+            assert_one_session(risky);
         }
     }
 
@@ -774,19 +780,7 @@ mod tests {
             // A cast with a function of the dump's.
             format!("{F}CREATE CAST (integer AS public.t) WITH FUNCTION public.f(integer);\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n"),
         ] {
-            let d = dump().replacen(
-                "CREATE TABLE public.a",
-                &format!("{risky}CREATE TABLE public.a"),
-                1,
-            );
-            let (m, ms, h, _) = run(&d, 1 << 20, true);
-            assert_eq!(ms.helper_blocks(), 0, "{risky}");
-            assert_eq!((m.gate, m.barrier, h.gate), (None, None, None), "{risky}");
-            assert_eq!(
-                String::from_utf8(m.bytes).unwrap(),
-                unrestricted(&d),
-                "{risky}"
-            );
+            assert_one_session(&risky);
         }
     }
 
