@@ -1264,22 +1264,22 @@ const NAME: usize = 60;
 /// SQL that names `pg_catalog`'s functions only: earthdistance's call
 /// `earth()` by the search path, which may find the dump's own): a dump
 /// that creates any other may call such functions unseen.
-const PLAIN_EXTENSIONS: &[&[u8]] = &[
-    b"plpgsql",
-    b"pgcrypto",
-    b"uuid-ossp",
-    b"citext",
-    b"pg_trgm",
-    b"hstore",
-    b"btree_gin",
-    b"btree_gist",
-    b"unaccent",
-    b"fuzzystrmatch",
-    b"ltree",
-    b"isn",
-    b"cube",
-    b"moddatetime",
-    b"pg_stat_statements",
+pub const PLAIN_EXTENSIONS: &[&str] = &[
+    "plpgsql",
+    "pgcrypto",
+    "uuid-ossp",
+    "citext",
+    "pg_trgm",
+    "hstore",
+    "btree_gin",
+    "btree_gist",
+    "unaccent",
+    "fuzzystrmatch",
+    "ltree",
+    "isn",
+    "cube",
+    "moddatetime",
+    "pg_stat_statements",
 ];
 
 /// Whether a built-in runs a query or reads another database.
@@ -1470,7 +1470,7 @@ impl DumpScanner {
                     .skip_while(|h| h.as_slice() != b"extension")
                     .skip(1)
                     .find(|h| !matches!(h.as_slice(), b"if" | b"not" | b"exists"));
-                if !name.is_some_and(|n| PLAIN_EXTENSIONS.contains(&n.as_slice())) {
+                if !name.is_some_and(|n| PLAIN_EXTENSIONS.iter().any(|e| e.as_bytes() == n)) {
                     self.opaque = true;
                 }
             }

@@ -882,10 +882,23 @@ impl Sink for MainSink<'_> {
             self.gone = true;
             return Ok(false);
         }
+        // Asked before the data sessions connect (a server that takes one
+        // more connection gives it to the main one).
+        let sees = match load_sees_other_tables(self.conn, &self.db) {
+            Ok(None) => None,
+            Ok(Some(what)) => Some(format!(
+                "the database holds, before the data, {what}: one table's rows could see another's as they load"
+            )),
+            Err(e) => Some(format!("the catalog could not be asked ({e:#})")),
+        };
         self.session = Session::start(self.conn, &self.args(), true)
             .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
         if !self.session.wait_ready() {
             self.gone = true;
+            return Ok(false);
+        }
+        if sees.is_some() {
+            self.one_session = sees;
             return Ok(false);
         }
         let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {
@@ -909,6 +922,79 @@ impl Sink for MainSink<'_> {
         self.join_helper(stop);
         Ok(())
     }
+}
+
+/// What in database `db`, once everything before the dump's data has run
+/// there, could let one table's rows see another table's as they load: a
+/// trigger, a rule on a table, an event trigger, a foreign key; a CHECK,
+/// DEFAULT, generated column, partition key or index that calls a
+/// function or operator that is not the server's own nor of an extension
+/// in
+/// [`tb_shared::sqldump::PLAIN_EXTENSIONS`], or a built-in that runs a
+/// query (the server records no dependency on its own functions: those
+/// are found by name); a base type whose input function is such. Asked of the catalog, whatever the scanner made of
+/// the dump's text: the second session starts only when there is none.
+/// `Some(what)`: the first found.
+pub fn load_sees_other_tables(conn: &Conn, db: &str) -> Result<Option<String>> {
+    let plain: Vec<String> = tb_shared::sqldump::PLAIN_EXTENSIONS
+        .iter()
+        .map(|e| quote_lit(e))
+        .collect();
+    let sql = format!(
+        "WITH plain AS (
+    SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+    WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e'
+      AND e.extname IN ({plain})
+), ours AS (
+    SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid FROM pg_catalog.pg_proc p
+    WHERE p.oid >= 16384
+      AND NOT EXISTS (SELECT FROM plain x WHERE x.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND x.objid = p.oid)
+    UNION ALL
+    SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM pg_catalog.pg_operator o
+    WHERE o.oid >= 16384
+      AND NOT EXISTS (SELECT FROM plain x WHERE x.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND x.objid = o.oid)
+    UNION ALL
+    SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass, c.oid FROM pg_catalog.pg_opclass c
+    WHERE c.oid >= 16384
+      AND NOT EXISTS (SELECT FROM plain x WHERE x.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND x.objid = c.oid)
+)
+SELECT what FROM (
+    SELECT 'a trigger (' || t.tgname || ')' AS what FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal
+    UNION ALL
+    SELECT 'a rule (' || r.rulename || ')' FROM pg_catalog.pg_rewrite r
+    JOIN pg_catalog.pg_class c ON c.oid = r.ev_class WHERE c.relkind IN ('r', 'p', 'f')
+    UNION ALL
+    SELECT 'an event trigger (' || e.evtname || ')' FROM pg_catalog.pg_event_trigger e
+    UNION ALL
+    SELECT 'a foreign key (' || c.conname || ')' FROM pg_catalog.pg_constraint c WHERE c.contype = 'f'
+    UNION ALL
+    SELECT 'an expression, key or index that uses ' || pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)
+    FROM pg_catalog.pg_depend d JOIN ours o ON o.classid = d.refclassid AND o.oid = d.refobjid
+    WHERE d.classid IN ('pg_catalog.pg_constraint'::pg_catalog.regclass, 'pg_catalog.pg_attrdef'::pg_catalog.regclass,
+                        'pg_catalog.pg_class'::pg_catalog.regclass)
+    UNION ALL
+    SELECT 'an expression that runs a query (' || e.def || ')' FROM (
+        SELECT pg_catalog.pg_get_constraintdef(c.oid) FROM pg_catalog.pg_constraint c
+        UNION ALL
+        SELECT pg_catalog.pg_get_expr(a.adbin, a.adrelid) FROM pg_catalog.pg_attrdef a
+        UNION ALL
+        SELECT pg_catalog.pg_get_partkeydef(p.partrelid) FROM pg_catalog.pg_partitioned_table p
+        UNION ALL
+        SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
+    ) e(def)
+    WHERE e.def ~ '(_to_xml|_to_xmlschema|_to_xml_and_xmlschema|ts_stat|ts_rewrite)\\('
+    UNION ALL
+    SELECT 'a base type with an input function of its own (' || t.oid::pg_catalog.regtype::text || ')'
+    FROM pg_catalog.pg_type t
+    WHERE t.typtype = 'b' AND t.oid >= 16384 AND t.typinput::pg_catalog.oid >= 16384
+      AND NOT EXISTS (SELECT FROM plain x WHERE x.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND x.objid = t.oid)
+) found LIMIT 1;
+",
+        plain = plain.join(", ")
+    );
+    let out = psql(conn, db, &sql)?;
+    Ok(out.lines().next().map(str::to_string))
 }
 
 /// psql's arguments for a session that loads (part of) a dump into `db`:

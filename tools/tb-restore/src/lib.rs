@@ -43,8 +43,9 @@ use tb_shared::signals;
 mod chain_restore;
 mod dump_restore;
 
-/// psql as tb-restore runs it (for tb-check drill).
-pub use dump_restore::{psql, quote_ident};
+/// psql as tb-restore runs it (for tb-check drill); the catalog check
+/// before a second load session (for its tests).
+pub use dump_restore::{load_sees_other_tables, psql, quote_ident};
 mod helper;
 mod plan_restore;
 mod split;

@@ -31,7 +31,10 @@
 //! partition key…) that may call a function of the dump's or one that runs
 //! unseen (the scanner's rules, [`tb_shared::sqldump::DumpScanner`]: they
 //! could read other tables while rows load), or more settings to replay
-//! than [`REPLAY_CAP`] (each setting counted once, at its last value). Blocks go to whichever session has had fewer bytes of
+//! than [`REPLAY_CAP`] (each setting counted once, at its last value). At
+//! the gate, the main side asks the new database's catalog the same
+//! (`load_sees_other_tables`): when it finds anything, no helper starts
+//! and the main session loads everything, as when none can connect. Blocks go to whichever session has had fewer bytes of
 //! COPY data so far (the first to the main one); a COPY line longer than
 //! [`LINE_CAP`] stays in the main session.
 //!
