@@ -664,6 +664,7 @@ impl DumpScanner {
                 let end = memchr::memchr(b'\n', data);
                 let piece = &data[..end.unwrap_or(data.len())];
                 self.line_tabs += memchr::memchr_iter(b'\t', piece).count() as u64;
+                self.nul_check(piece);
                 let room = 3usize.saturating_sub(self.line.len());
                 self.line.extend_from_slice(&piece[..room.min(piece.len())]);
                 self.line_len += piece.len();
@@ -684,10 +685,15 @@ impl DumpScanner {
                 let piece = &data[..end.unwrap_or(data.len())];
                 if self.line_len == 0 && matches!(self.lex, Lex::Normal) {
                     self.line_dropped = piece.first() == Some(&b'\\');
+                    self.line_meta |= self.line_dropped;
                 }
-                for &b in piece {
-                    self.lex_byte(b);
+                // A left-out line is not lexed: psql never gets it.
+                if !self.line_dropped {
+                    for &b in piece {
+                        self.lex_byte(b);
+                    }
                 }
+                self.nul_check(piece);
                 self.keep_line(piece);
                 if self.line_dropped {
                     if let Some(k) = keep.as_deref_mut()
@@ -699,7 +705,9 @@ impl DumpScanner {
                 }
                 match end {
                     Some(i) => {
-                        self.lex_byte(b'\n');
+                        if !self.line_dropped {
+                            self.lex_byte(b'\n');
+                        }
                         if self.line_meta {
                             self.line_meta_end();
                         }
@@ -719,6 +727,15 @@ impl DumpScanner {
             && from < total
         {
             k.push((from, total));
+        }
+    }
+
+    /// psql reads a line only up to a NUL byte (and pg_dump writes none):
+    /// a dump with one is refused.
+    fn nul_check(&mut self, piece: &[u8]) {
+        if self.garbled.is_none() && memchr::memchr(0, piece).is_some() {
+            self.garbled =
+                Some("a NUL byte (pg_dump writes none; psql drops the rest of its line)".into());
         }
     }
 
@@ -783,8 +800,9 @@ impl DumpScanner {
                 }
                 self.normal_byte(b, prev)
             }
+            // psql ends a `--` comment at a carriage return too.
             Lex::LineComment => {
-                if b == b'\n' {
+                if b == b'\n' || b == b'\r' {
                     Lex::Normal
                 } else {
                     Lex::LineComment
@@ -1139,8 +1157,10 @@ impl DumpScanner {
     /// is pg_dump's `\restrict KEY` or `\unrestrict KEY`.
     fn line_meta_end(&mut self) {
         // A backslash command is not part of psql's query buffer.
-        self.stmt = self.line_start_stmt;
-        self.calls = Calls::default();
+        if !self.line_dropped {
+            self.stmt = self.line_start_stmt;
+            self.calls = Calls::default();
+        }
         let line = self.line.clone();
         let text = line.trim_ascii();
         let allowed = [&b"\\restrict "[..], b"\\unrestrict "]
@@ -1881,6 +1901,25 @@ mod tests {
         ));
         // Each part alone is fine.
         assert_eq!(scan(whole.as_bytes(), 64).1, Ok(()));
+    }
+
+    /// psql reads a line only up to a NUL byte: a dump with one, in its SQL
+    /// or its data, is not pg_dump's (hostile review 4: one after a quote
+    /// hid the next line's statement from the scanner).
+    #[test]
+    fn a_nul_byte_anywhere_is_garbled() {
+        for d in [
+            db_dump("COMMENT ON TABLE public.b IS 'x';\0'\nCREATE TABLE public.c (x integer); -- '\n"),
+            db_dump("COPY public.t (a) FROM stdin;\n1\0\n\\.\n"),
+        ] {
+            for piece in [1, 7, 1 << 20] {
+                let (_, verdict) = scan(d.as_bytes(), piece);
+                assert!(
+                    matches!(&verdict, Err(Incomplete::Garbled(g)) if g.contains("NUL")),
+                    "{verdict:?}"
+                );
+            }
+        }
     }
 
     #[test]

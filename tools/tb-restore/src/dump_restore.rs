@@ -932,7 +932,11 @@ impl Sink for MainSink<'_> {
 /// in
 /// [`tb_shared::sqldump::PLAIN_EXTENSIONS`], or a built-in that runs a
 /// query (the server records no dependency on its own functions: those
-/// are found by name); a base type whose input function is such. Asked of the catalog, whatever the scanner made of
+/// are found by name); a CHECK, generated column, partition key or index
+/// that calls a volatile function (an advisory lock, `nextval`,
+/// `set_config`: what it does, the other session would see in another
+/// order); a base type whose input function is such, a range type with a
+/// canonical function or an operator class of the dump's. Asked of the catalog, whatever the scanner made of
 /// the dump's text: the second session starts only when there is none.
 /// `Some(what)`: the first found.
 pub fn load_sees_other_tables(conn: &Conn, db: &str) -> Result<Option<String>> {
@@ -984,6 +988,29 @@ SELECT what FROM (
         SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i
     ) e(def)
     WHERE e.def ~ '(_to_xml|_to_xmlschema|_to_xml_and_xmlschema|ts_stat|ts_rewrite)\\('
+    UNION ALL
+    SELECT 'a CHECK, generated column, partition key or index that calls ' || p.oid::pg_catalog.regprocedure::text
+        || ', which has side effects (volatile)'
+    FROM (
+        SELECT c.conbin::text FROM pg_catalog.pg_constraint c WHERE c.conbin IS NOT NULL
+        UNION ALL
+        SELECT a.adbin::text FROM pg_catalog.pg_attrdef a
+        JOIN pg_catalog.pg_attribute t ON t.attrelid = a.adrelid AND t.attnum = a.adnum WHERE t.attgenerated <> ''
+        UNION ALL
+        SELECT p.partexprs::text FROM pg_catalog.pg_partitioned_table p WHERE p.partexprs IS NOT NULL
+        UNION ALL
+        SELECT i.indexprs::text FROM pg_catalog.pg_index i WHERE i.indexprs IS NOT NULL
+        UNION ALL
+        SELECT i.indpred::text FROM pg_catalog.pg_index i WHERE i.indpred IS NOT NULL
+    ) e(tree)
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(e.tree, ':(?:op)?funcid ([0-9]+)', 'g') m
+    JOIN pg_catalog.pg_proc p ON p.oid = m[1]::pg_catalog.oid
+    WHERE p.provolatile = 'v'
+    UNION ALL
+    SELECT 'a range type with functions of its own (' || r.rngtypid::pg_catalog.regtype::text || ')'
+    FROM pg_catalog.pg_range r
+    WHERE r.rngcanonical::pg_catalog.oid >= 16384
+       OR EXISTS (SELECT FROM ours o WHERE o.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND o.oid = r.rngsubopc)
     UNION ALL
     SELECT 'a base type with an input function of its own (' || t.oid::pg_catalog.regtype::text || ')'
     FROM pg_catalog.pg_type t

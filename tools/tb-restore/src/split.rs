@@ -780,11 +780,32 @@ mod tests {
             // earthdistance calls earth() by the search path: the dump's
             // own earth() may be the one it finds.
             "CREATE EXTENSION IF NOT EXISTS earthdistance WITH SCHEMA public;\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n".to_string(),
+            // Hostile review 4: a carriage return ends a `--` comment for
+            // psql.
+            "-- note\rCREATE TRIGGER trg BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION public.tf();\n".to_string(),
             // A cast with a function of the dump's.
             format!("{F}CREATE CAST (integer AS public.t) WITH FUNCTION public.f(integer);\nCREATE TABLE public.g (x integer CHECK ((x > 0)));\n"),
         ] {
             assert_one_session(&risky);
         }
+    }
+
+    /// A left-out `\unrestrict` line is not lexed: psql never gets it (its
+    /// quote opened a string for the scanner alone, which hid the trigger
+    /// on the next line: hostile review 4).
+    #[test]
+    fn a_left_out_line_does_not_hide_the_next_from_the_scanner() {
+        let d = dump().replacen(
+            "CREATE TABLE public.a",
+            "\\unrestrict x'\nCREATE TRIGGER trg BEFORE INSERT ON public.a FOR EACH ROW EXECUTE FUNCTION public.tf(); -- '\nCREATE TABLE public.a",
+            1,
+        );
+        let (m, ms, h, _) = run(&d, 1 << 20, true);
+        assert_eq!(ms.helper_blocks(), 0);
+        assert_eq!((m.gate, m.barrier, h.gate), (None, None, None));
+        let main = String::from_utf8(m.bytes).unwrap();
+        assert!(!main.contains("unrestrict x"));
+        assert!(main.contains("\nCREATE TRIGGER trg "));
     }
 
     /// The rules above keep what pg_dump writes of a usual database in two

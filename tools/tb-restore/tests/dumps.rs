@@ -1548,6 +1548,26 @@ fn the_catalog_check_finds_what_lets_a_load_see_other_tables() {
             "uses function earth()",
         ),
         (
+            "ALTER TABLE a ADD CHECK (pg_advisory_lock(42)::text = '');",
+            "calls pg_advisory_lock(bigint), which has side effects",
+        ),
+        (
+            "CREATE SEQUENCE s; ALTER TABLE a ADD CHECK (nextval('s') > 0);",
+            "calls nextval(regclass), which has side effects",
+        ),
+        (
+            "CREATE TABLE p (x int) PARTITION BY LIST (x); CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+             ALTER TABLE a ADD CHECK (length(set_config('client_encoding', 'LATIN1', false)) > 0);",
+            "calls set_config(text,text,boolean), which has side effects",
+        ),
+        (
+            "CREATE FUNCTION cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($1, $2)';
+             CREATE OPERATOR CLASS my_ops FOR TYPE int USING btree AS
+                 OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 cmp(int, int);
+             CREATE TYPE myrange AS RANGE (subtype = integer, subtype_opclass = my_ops);",
+            "a range type with functions of its own (myrange)",
+        ),
+        (
             "CREATE TYPE bt; CREATE FUNCTION bt_in(cstring) RETURNS bt LANGUAGE internal IMMUTABLE STRICT AS 'int4in';
              CREATE FUNCTION bt_out(bt) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'int4out';
              CREATE TYPE bt (INPUT = bt_in, OUTPUT = bt_out, LIKE = integer);",
