@@ -1065,7 +1065,13 @@ impl DumpScanner {
             && !(self.line_normal
                 && (lower == b"set standard_conforming_strings = on;"
                     || lower == b"set standard_conforming_strings = off;"));
-        if risky || reads_tables || temp || scs {
+        // An encoding whose characters may hold the bytes of `\` or `'`
+        // (psql reads them as characters, the scanner as bytes).
+        let encoding = memchr::memmem::find(&lower, b"client_encoding").is_some()
+            && CLIENT_ONLY_ENCODINGS
+                .iter()
+                .any(|e| memchr::memmem::find(&lower, e.as_bytes()).is_some());
+        if risky || reads_tables || temp || scs || encoding {
             return LineKind::Barrier;
         }
         let alone = ended == 1
@@ -1300,6 +1306,28 @@ pub const PLAIN_EXTENSIONS: &[&str] = &[
     "cube",
     "moddatetime",
     "pg_stat_statements",
+];
+
+/// Client encodings (lower case, and their aliases) whose second bytes may
+/// be ASCII: psql lexes them by characters.
+pub const CLIENT_ONLY_ENCODINGS: &[&str] = &[
+    "sjis",
+    "shift_jis",
+    "mskanji",
+    "big5",
+    "gbk",
+    "uhc",
+    "gb18030",
+    "johab",
+    "win932",
+    "win936",
+    "win949",
+    "win950",
+    "cp932",
+    "cp936",
+    "cp949",
+    "cp950",
+    "tcvn",
 ];
 
 /// Whether a built-in runs a query or reads another database.
@@ -1909,7 +1937,9 @@ mod tests {
     #[test]
     fn a_nul_byte_anywhere_is_garbled() {
         for d in [
-            db_dump("COMMENT ON TABLE public.b IS 'x';\0'\nCREATE TABLE public.c (x integer); -- '\n"),
+            db_dump(
+                "COMMENT ON TABLE public.b IS 'x';\0'\nCREATE TABLE public.c (x integer); -- '\n",
+            ),
             db_dump("COPY public.t (a) FROM stdin;\n1\0\n\\.\n"),
         ] {
             for piece in [1, 7, 1 << 20] {

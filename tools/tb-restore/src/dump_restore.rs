@@ -71,7 +71,7 @@ use tb_shared::sqldump::{DumpFacts, DumpKind, DumpScanner};
 use tb_shared::verify::{Verdict, check_file};
 
 use crate::Args;
-use crate::helper::{Helper, Outcome as HelperOutcome, Session};
+use crate::helper::{Helper, Out, Outcome as HelperOutcome, Session};
 use crate::split::{Side, Sink, Split};
 
 /// `"name"` for SQL.
@@ -834,6 +834,9 @@ struct MainSink<'a> {
     helper_done: Option<HelperOutcome>,
     /// Why the data loaded in one session after all.
     one_session: Option<String>,
+    /// Why the restore cannot go on (the first session did not end as the
+    /// scanner expected).
+    refused: Option<anyhow::Error>,
 }
 
 impl MainSink<'_> {
@@ -875,12 +878,41 @@ impl Sink for MainSink<'_> {
         // Everything before the data has run when the first session ended
         // well; then the data sessions, the main one first (a server that
         // takes one more connection only gives it to the main one).
+        if let (Some(q), Some(stdin), false) = (
+            self.session.gate_query(),
+            self.session.stdin.as_mut(),
+            self.gone,
+        ) && stdin.write_all(q.as_bytes()).is_err()
+        {
+            self.gone = true;
+        }
         let (status, said) = self.session.finish(self.gone).map_err(io::Error::other)?;
         let ok = status.success() && !self.gone;
         self.first = Some((status, said));
         if !ok {
             self.gone = true;
             return Ok(false);
+        }
+        // The data sessions begin as the first one ended: its settings, as
+        // the server had them.
+        match first_session_state(self.session.gate_line()) {
+            Ok((settings, alone)) => {
+                self.settings.push_str(&settings);
+                if alone.is_some() {
+                    self.one_session = alone;
+                    self.session = Session::start(self.conn, &self.args(), Out::Ready)
+                        .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
+                    if !self.session.wait_ready() {
+                        self.gone = true;
+                    }
+                    return Ok(false);
+                }
+            }
+            Err(why) => {
+                self.gone = true;
+                self.refused = Some(why);
+                return Ok(false);
+            }
         }
         // Asked before the data sessions connect (a server that takes one
         // more connection gives it to the main one).
@@ -891,7 +923,7 @@ impl Sink for MainSink<'_> {
             )),
             Err(e) => Some(format!("the catalog could not be asked ({e:#})")),
         };
-        self.session = Session::start(self.conn, &self.args(), true)
+        self.session = Session::start(self.conn, &self.args(), Out::Ready)
             .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
         if !self.session.wait_ready() {
             self.gone = true;
@@ -1024,6 +1056,61 @@ SELECT what FROM (
     Ok(out.lines().next().map(str::to_string))
 }
 
+/// What the first session of a split load printed for its gate query
+/// (after the key: JSON), as the settings the data sessions begin with
+/// (`set_config` calls). The first session must have ended outside a
+/// string, comment, statement or transaction, with no temporary objects:
+/// else psql read the dump's text otherwise than the scanner, or the dump
+/// made what a second session cannot have, and a split load would not be
+/// the one-session restore.
+fn first_session_state(line: Option<Vec<u8>>) -> Result<(String, Option<String>)> {
+    let refuse = |why: &str| {
+        anyhow::Error::new(Failure::new(
+            Cause::UnsafeArchive,
+            format!(
+                "the dump's text before its data {why}: it is not as pg_dump writes it; restore it with --jobs 1, in one session, if it is to be restored as psql reads it"
+            ),
+        ))
+    };
+    let Some(line) = line else {
+        return Err(refuse(
+            "ends inside a string, comment or statement as psql reads it (tb-restore read it otherwise)",
+        ));
+    };
+    let state: serde_json::Value = serde_json::from_slice(&line)
+        .map_err(|_| refuse("made psql print what tb-restore could not read"))?;
+    if state["xact"].as_bool() != Some(false) {
+        return Err(refuse("leaves a transaction open"));
+    }
+    if state["temp"].as_u64() != Some(0) {
+        return Err(refuse("makes temporary objects"));
+    }
+    let mut sql = String::new();
+    // What the scanner cannot follow among the data: backslashes that
+    // escape in every string, an encoding psql lexes by characters.
+    let mut alone = None;
+    for pair in state["settings"].as_array().into_iter().flatten() {
+        let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) else {
+            return Err(refuse("made psql print what tb-restore could not read"));
+        };
+        let lower = value.to_ascii_lowercase();
+        if (name == "standard_conforming_strings" && lower != "on")
+            || (name == "client_encoding"
+                && tb_shared::sqldump::CLIENT_ONLY_ENCODINGS.contains(&lower.as_str()))
+        {
+            alone = Some(format!(
+                "the dump sets {name} to {value} before its data: tb-restore cannot follow psql's reading of it among the data"
+            ));
+        }
+        sql.push_str(&format!(
+            " SELECT pg_catalog.set_config({}, {}, false);",
+            quote_lit(name),
+            quote_lit(value)
+        ));
+    }
+    Ok((sql, alone))
+}
+
 /// psql's arguments for a session that loads (part of) a dump into `db`:
 /// stop at the first error, restricted when it can be, our settings, SQL
 /// on stdin.
@@ -1081,7 +1168,8 @@ fn stream_into(
         LOAD_SETTINGS.to_string()
     };
     let (db, restricts) = (db_arg(db), psql_restricts(conn));
-    let session = Session::start(conn, &session_args(&db, restricts, &settings), false)
+    let first = if parallel { Out::Gate } else { Out::Dropped };
+    let session = Session::start(conn, &session_args(&db, restricts, &settings), first)
         .map_err(|e| spawn_error(e, conn))?;
     let mut sink = MainSink {
         conn,
@@ -1096,6 +1184,7 @@ fn stream_into(
         helper: None,
         helper_done: None,
         one_session: None,
+        refused: None,
     };
     let mut scanner = DumpScanner::new(DumpKind::Database);
     let mut split = Split::new(Side::Main, parallel);
@@ -1225,7 +1314,7 @@ fn stream_into(
         .is_some_and(|h| split.helper_blocks() > 0 && !h.ok() && !h.stopped);
     // psql must not commit what it has when the rest is missing.
     let (status, said) = sink.session.finish(cut || helper_bad)?;
-    if let Some(e) = send_error {
+    if let Some(e) = send_error.or(sink.refused.take()) {
         return Err(e);
     }
     // Interrupted: psql was killed by the signal handling, not by anyone

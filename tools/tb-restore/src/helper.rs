@@ -21,40 +21,63 @@ use crate::split::{Side, Sink, Split};
 
 /// One psql that reads SQL on stdin: its stderr collected (the first 64
 /// KiB), its stdout read and dropped, but for the line that says it is
-/// connected (`ready`).
+/// connected (`ready`), or, for the first session of a split load, the
+/// line its gate query prints ([`Session::gate_query`]).
 pub(crate) struct Session {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     errs: Option<JoinHandle<String>>,
     ready: Option<mpsc::Receiver<bool>>,
+    gate: Option<(String, JoinHandle<Option<Vec<u8>>>)>,
     _registered: signals::Child,
 }
 
 /// A key nobody else can print.
-fn marker() -> String {
+fn marker(what: &str) -> String {
     let mut b = [0u8; 16];
     if let Ok(mut f) = File::open("/dev/urandom") {
         let _ = f.read_exact(&mut b);
     }
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("tb-ready-{hex}")
+    format!("tb-{what}-{hex}")
 }
 
+/// What a [`Session`]'s stdout is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Out {
+    /// Nothing.
+    Dropped,
+    /// The marker it prints first, once connected.
+    Ready,
+    /// The line its gate query prints (up to 1 MiB of it).
+    Gate,
+}
+
+/// The most bytes of the gate query's line kept.
+const GATE_LINE: usize = 1 << 20;
+
 impl Session {
-    /// Start psql with `args` (which end with `-f -`); with `ready`, it
-    /// first prints a marker, so that [`Session::wait_ready`] can tell it
+    /// Start psql with `args` (which end with `-f -`); with [`Out::Ready`],
+    /// it first prints a marker, so that [`Session::wait_ready`] can tell it
     /// is connected.
-    pub(crate) fn start(conn: &Conn, args: &[OsString], ready: bool) -> io::Result<Session> {
-        let key = marker();
+    pub(crate) fn start(conn: &Conn, args: &[OsString], out: Out) -> io::Result<Session> {
+        let key = marker(if out == Out::Gate { "gate" } else { "ready" });
         let mut all: Vec<OsString> = Vec::new();
-        if ready {
-            all.extend(["-A".into(), "-t".into(), "-c".into()]);
+        if out != Out::Dropped {
+            all.extend(["-A".into(), "-t".into()]);
+        }
+        if out == Out::Ready {
+            all.push("-c".into());
             all.push(format!("SELECT '{key}'").into());
         }
         all.extend(args.iter().cloned());
         let mut cmd = conn.command("psql", &all);
         cmd.stdin(Stdio::piped())
-            .stdout(if ready { Stdio::piped() } else { Stdio::null() })
+            .stdout(if out == Out::Dropped {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
         let registered = signals::Child::register(child.id());
@@ -73,39 +96,15 @@ impl Session {
                 String::from_utf8_lossy(&buf).into_owned()
             })
         });
-        let ready = child.stdout.take().map(|mut out| {
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                // Lines are looked at by their first bytes only: what the
-                // dump's own queries print is dropped as it comes.
-                let (mut line, mut len, mut told) = (Vec::new(), 0usize, false);
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = out.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    for &b in &chunk[..n] {
-                        if b == b'\n' {
-                            if !told && len == key.len() && line == key.as_bytes() {
-                                told = true;
-                                let _ = tx.send(true);
-                            }
-                            line.clear();
-                            len = 0;
-                        } else {
-                            if line.len() < 64 {
-                                line.push(b);
-                            }
-                            len += 1;
-                        }
-                    }
-                }
-                if !told {
-                    let _ = tx.send(false);
-                }
-            });
-            rx
-        });
+        let (mut ready, mut gate) = (None, None);
+        if let Some(stdout) = child.stdout.take() {
+            if out == Out::Ready {
+                ready = Some(read_ready(stdout, key));
+            } else {
+                let k = key.clone();
+                gate = Some((key, std::thread::spawn(move || read_gate(stdout, &k))));
+            }
+        }
         let stdin = child.stdin.take();
         if let Some(s) = &stdin {
             // A pipe of 64 KiB (the default) holds about a millisecond of
@@ -117,8 +116,34 @@ impl Session {
             stdin,
             errs,
             ready,
+            gate,
             _registered: registered,
         })
+    }
+
+    /// The query that ends the first session of a split load, once
+    /// everything before the data was written: it prints the key, then (as
+    /// JSON) the settings the session made (`pg_settings` of source
+    /// `session`, as the server has them, whatever the dump's text looked
+    /// like), its temporary objects, and whether a transaction is open. A
+    /// dump whose text psql read otherwise than the scanner (a string or
+    /// comment left open) swallows it: no line.
+    pub(crate) fn gate_query(&self) -> Option<String> {
+        let (key, _) = self.gate.as_ref()?;
+        Some(format!(
+            "\nSELECT '{key}' || pg_catalog.json_build_object(\
+             'settings', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(s.name, s.setting) ORDER BY s.name), '[]') \
+             FROM pg_catalog.pg_settings s WHERE s.source = 'session'), \
+             'temp', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()), \
+             'xact', pg_catalog.txid_current_if_assigned() IS NOT NULL)::text;\n"
+        ))
+    }
+
+    /// After [`Session::finish`]: what the gate query printed after its
+    /// key, if it did.
+    pub(crate) fn gate_line(&mut self) -> Option<Vec<u8>> {
+        let (_, reader) = self.gate.take()?;
+        reader.join().ok().flatten()
     }
 
     /// Whether psql connected (it printed the marker) rather than ended.
@@ -144,6 +169,64 @@ impl Session {
             .unwrap_or_default();
         Ok((status, said))
     }
+}
+
+/// Call `line` with each line psql prints (its first `cap` bytes, and its
+/// length), to the end of its stdout: what is not kept is dropped as it
+/// comes.
+fn each_line(mut out: impl Read, cap: usize, mut line: impl FnMut(&[u8], usize)) {
+    let (mut head, mut len) = (Vec::new(), 0usize);
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = out.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        for &b in &chunk[..n] {
+            if b == b'\n' {
+                line(&head, len);
+                head.clear();
+                len = 0;
+            } else {
+                if head.len() < cap {
+                    head.push(b);
+                }
+                len += 1;
+            }
+        }
+    }
+}
+
+/// Read psql's stdout until the line that is `key`: `true` sent then, or
+/// `false` when it ends without one.
+fn read_ready(out: impl Read + Send + 'static, key: String) -> mpsc::Receiver<bool> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut told = false;
+        each_line(out, 64, |line, len| {
+            if !told && len == key.len() && line == key.as_bytes() {
+                told = true;
+                let _ = tx.send(true);
+            }
+        });
+        if !told {
+            let _ = tx.send(false);
+        }
+    });
+    rx
+}
+
+/// Read psql's stdout to its end: what follows `key` on the last line that
+/// begins with it (up to [`GATE_LINE`] bytes), if one does.
+fn read_gate(out: impl Read, key: &str) -> Option<Vec<u8>> {
+    let mut found = None;
+    each_line(out, GATE_LINE + key.len(), |line, len| {
+        if let Some(rest) = line.strip_prefix(key.as_bytes())
+            && len == line.len()
+        {
+            found = Some(rest.to_vec());
+        }
+    });
+    found
 }
 
 /// What the main side and the helper share.
@@ -305,7 +388,7 @@ fn run(
     connected: &mpsc::Sender<std::result::Result<(), String>>,
 ) -> Outcome {
     let mut split = Split::new(Side::Helper, true);
-    let mut session = match Session::start(conn, args, true) {
+    let mut session = match Session::start(conn, args, Out::Ready) {
         Ok(s) => s,
         Err(e) => {
             let why = format!("cannot run {}: {e}", conn.describe("psql"));

@@ -9,9 +9,13 @@
 //! the gate. Then two sessions load the data side by side, each from its
 //! own reader of the file: the main one gets everything from the first
 //! COPY on but the blocks given to the helper; the helper only those
-//! blocks. Both begin with the session settings the dump made so far
-//! (`SET …;`, `pg_catalog.set_config(…)` lines, replayed), so that each
-//! block loads under the settings it would have had in one session. Both
+//! blocks. Both begin with the settings the first session ended with, as
+//! the server reported them to the query the main side sends it last
+//! (whatever the dump's text made them: a `set_config` inside an
+//! expression too), so that each block loads under the settings it would
+//! have had in one session; that query must print (a string or comment
+//! psql left open swallows it), the first session must end outside a
+//! transaction and without temporary objects, or the restore stops. Both
 //! readers run this same state machine on the same bytes, so they agree on
 //! every decision without talking, except at the barrier: at the first
 //! line after the data that is not a COPY block, a setting, a sequence
@@ -30,13 +34,16 @@
 //! an expression evaluated as rows load (CHECK, generated column, DEFAULT,
 //! partition key…) that may call a function of the dump's or one that runs
 //! unseen (the scanner's rules, [`tb_shared::sqldump::DumpScanner`]: they
-//! could read other tables while rows load), or more settings to replay
-//! than [`REPLAY_CAP`] (each setting counted once, at its last value). At
-//! the gate, the main side asks the new database's catalog the same
-//! (`load_sees_other_tables`): when it finds anything, no helper starts
-//! and the main session loads everything, as when none can connect. Blocks go to whichever session has had fewer bytes of
-//! COPY data so far (the first to the main one); a COPY line longer than
-//! [`LINE_CAP`] stays in the main session.
+//! could read other tables while rows load). At the gate, the main side
+//! asks the new database's catalog the same (`load_sees_other_tables`:
+//! triggers, rules, foreign keys, expressions using functions of the
+//! dump's or volatile ones…), whatever the scanner made of the text: when
+//! it finds anything, or the first session set what the scanner cannot
+//! follow (`standard_conforming_strings` off, an encoding psql lexes by
+//! characters), no helper starts and the main session loads everything,
+//! as when none can connect. Blocks go to whichever session has had fewer
+//! bytes of COPY data so far (the first to the main one); a COPY line
+//! longer than [`LINE_CAP`] stays in the main session.
 //!
 //! Both readers take a CRC-32 of what the helper session gets; the main
 //! reader's, over bytes it verified, must equal the helper's, or the file
@@ -49,10 +56,6 @@
 use std::io;
 
 use tb_shared::sqldump::{LINE_CAP, LineKind};
-
-/// The most bytes of settings lines kept for replay; a dump with more
-/// loads in one session.
-pub(crate) const REPLAY_CAP: usize = 1 << 20;
 
 /// Which reader this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +132,6 @@ pub(crate) struct Split {
     line_len: usize,
     /// Lines of the dump seen.
     dump: u64,
-    /// The settings lines before the gate, and their dump lines, to replay.
-    replay: Vec<(Vec<u8>, u64)>,
-    replay_bytes: usize,
-    replay_full: bool,
     /// Where this side's psql's lines came from (the main side: of its
     /// data session; `first`: of the session before the gate).
     lines: Lines,
@@ -159,9 +158,6 @@ impl Split {
             line_out: false,
             line_len: 0,
             dump: 0,
-            replay: Vec::new(),
-            replay_bytes: 0,
-            replay_full: false,
             lines: Lines::default(),
             first: Lines::default(),
             helper_crc: crc32fast::Hasher::new(),
@@ -331,51 +327,8 @@ impl Split {
         Ok(())
     }
 
-    /// Before the first COPY: keep a settings line for replay, in place of
-    /// an earlier one of the same setting (pg_dump sets
-    /// `default_tablespace` and `default_table_access_method` before each
-    /// table: only the last value counts).
-    fn keep_for_replay(&mut self, kind: LineKind) {
-        if kind != LineKind::Session || self.phase != Phase::Pre || self.replay_full {
-            return;
-        }
-        if let Some(name) = setting_name(&self.line)
-            && let Some(i) = self
-                .replay
-                .iter()
-                .position(|(l, _)| setting_name(l) == Some(name))
-        {
-            let (old, _) = self.replay.remove(i);
-            self.replay_bytes -= old.len() + 1;
-        }
-        self.replay_bytes += self.line.len() + 1;
-        if self.replay_bytes <= REPLAY_CAP {
-            self.replay.push((self.line.clone(), self.dump));
-        } else {
-            self.replay_full = true;
-        }
-    }
-
-    /// The sessions that load the data begin with the settings so far.
-    fn write_replay(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        for (line, at) in std::mem::take(&mut self.replay) {
-            self.helper_crc.update(&line);
-            self.helper_crc.update(b"\n");
-            sink.write(&line)?;
-            sink.write(b"\n")?;
-            self.lines.emit(at, 1);
-        }
-        Ok(())
-    }
-
-    /// The first COPY line, in `Pre`: whether the data splits.
-    fn at_gate(&mut self) -> bool {
-        !self.replay_full
-    }
-
     fn main_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
         if self.phase == Phase::Pre {
-            self.keep_for_replay(kind);
             match kind {
                 LineKind::Barrier | LineKind::CopyStart { alone: false, .. } => {
                     self.phase = Phase::Serial;
@@ -384,17 +337,9 @@ impl Split {
                         self.dump
                     ));
                 }
-                LineKind::CopyStart { .. } if !self.at_gate() => {
-                    self.phase = Phase::Serial;
-                    self.serial = Some(format!(
-                        "the dump makes more than {} KiB of settings before its data",
-                        REPLAY_CAP >> 10
-                    ));
-                }
                 LineKind::CopyStart { .. } => {
                     self.first = std::mem::take(&mut self.lines);
                     let helped = sink.gate()?;
-                    self.write_replay(sink)?;
                     self.phase = if helped { Phase::Window } else { Phase::Serial };
                 }
                 _ => {}
@@ -441,15 +386,12 @@ impl Split {
 
     fn helper_line(&mut self, kind: LineKind, sink: &mut dyn Sink) -> io::Result<bool> {
         if self.phase == Phase::Pre {
-            self.keep_for_replay(kind);
             match kind {
                 LineKind::Barrier | LineKind::CopyStart { alone: false, .. } => {
                     self.phase = Phase::Serial
                 }
-                LineKind::CopyStart { .. } if !self.at_gate() => self.phase = Phase::Serial,
                 LineKind::CopyStart { .. } => {
                     sink.gate()?;
-                    self.write_replay(sink)?;
                     self.phase = Phase::Window;
                 }
                 _ => {}
@@ -481,17 +423,6 @@ impl Split {
         }
         Ok(true)
     }
-}
-
-/// The setting a [`LineKind::Session`] line sets: `SET name = …;` or
-/// `SELECT pg_catalog.set_config('name', …);`.
-fn setting_name(line: &[u8]) -> Option<&[u8]> {
-    let rest = line.strip_prefix(b"SET ").map(|r| (r, b' ')).or_else(|| {
-        line.strip_prefix(b"SELECT pg_catalog.set_config('")
-            .map(|r| (r, b'\''))
-    });
-    let (rest, end) = rest?;
-    Some(&rest[..rest.iter().position(|&b| b == end)?])
 }
 
 #[cfg(test)]
@@ -565,7 +496,6 @@ mod tests {
     }
 
     const HEAD: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k3y\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.a (\n    x integer,\n    y text\n);\n";
-    const SESSION: &str = "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n";
     const TAIL: &str = "SELECT pg_catalog.setval('public.s', 3, true);\n\nCREATE INDEX i ON public.a USING btree (x);\n\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k3y\n\n";
     const DATA_TOC: &str = "-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: tb\n";
 
@@ -596,7 +526,7 @@ mod tests {
         assert_eq!(
             helper,
             format!(
-                "{SESSION}{}SET default_tablespace = '';\n{}",
+                "{}SET default_tablespace = '';\n{}",
                 block("b", 9),
                 block("e", 1)
             )
@@ -604,7 +534,7 @@ mod tests {
         // The first session: everything before the first COPY; the data
         // session: the settings again, then the rest but the helper's.
         let want_main = format!(
-            "{}{DATA_TOC}<gate>\n{SESSION}{}SET default_tablespace = '';\n{}{}{}",
+            "{}{DATA_TOC}<gate>\n{}SET default_tablespace = '';\n{}{}{}",
             unrestricted(HEAD),
             block("a", 2),
             block("c", 3),
@@ -851,36 +781,7 @@ mod tests {
         assert!(main.contains(&block("d", 4)) && main.contains(&block("e", 1)));
         assert_eq!(
             String::from_utf8(h.bytes).unwrap(),
-            format!("{SESSION}{}SET default_tablespace = '';\n", block("b", 9))
-        );
-    }
-
-    /// pg_dump sets `default_tablespace` and `default_table_access_method`
-    /// before each table: the sessions that load the data replay each
-    /// setting once, at its last value (a schema of many tables otherwise
-    /// passed the replay cap and loaded in one session).
-    #[test]
-    fn each_setting_is_replayed_once_at_its_last_value() {
-        let mut pre = String::new();
-        for i in 0..20_000 {
-            pre.push_str(&format!(
-                "SET default_tablespace = '';\nSET default_table_access_method = heap;\nCREATE TABLE public.t{i} (x integer);\nSELECT pg_catalog.set_config('search_path', 'v{i}', false);\n"
-            ));
-        }
-        pre.push_str("SELECT pg_catalog.set_config('search_path', '', false);\n");
-        assert!(pre.len() > REPLAY_CAP);
-        let d = dump().replacen(
-            "CREATE TABLE public.a",
-            &format!("{pre}CREATE TABLE public.a"),
-            1,
-        );
-        let (_, ms, h, _) = run(&d, 1 << 16, true);
-        assert_eq!(ms.helper_blocks(), 2);
-        let helper = String::from_utf8(h.bytes).unwrap();
-        let replay = &helper[..helper.find("COPY ").unwrap()];
-        assert_eq!(
-            replay,
-            "SET statement_timeout = 0;\nSET client_encoding = 'UTF8';\nSET default_tablespace = '';\nSET default_table_access_method = heap;\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+            format!("{}SET default_tablespace = '';\n", block("b", 9))
         );
     }
 
@@ -892,14 +793,8 @@ mod tests {
             &format!("{pre}CREATE TABLE public.a"),
             1,
         );
-        let (_, ms, h, _) = run(&d, 1 << 20, true);
+        let (_, ms, _, _) = run(&d, 1 << 20, true);
         assert_eq!(ms.helper_blocks(), 2);
-        // The setting made before the data is replayed too.
-        assert!(
-            String::from_utf8(h.bytes)
-                .unwrap()
-                .contains("SET default_table_access_method = heap;\n")
-        );
     }
 
     #[test]
@@ -919,7 +814,7 @@ mod tests {
             assert!(main.contains(&block("e", 1)), "{odd}");
             assert_eq!(
                 String::from_utf8(h.bytes).unwrap(),
-                format!("{SESSION}{}SET default_tablespace = '';\n", block("b", 9))
+                format!("{}SET default_tablespace = '';\n", block("b", 9))
             );
         }
     }

@@ -1177,23 +1177,29 @@ fn a_meta_command_after_sql_on_the_same_line_is_refused_and_does_not_run() {
 }
 
 /// psql refuses the dump's meta-commands itself: it runs restricted with a
-/// key of tb-restore's. A carriage return ends a `--` comment for psql, not
-/// for the scanner, so the `\!` after it passes the scanner; psql refuses it.
+/// key of tb-restore's. Under client_encoding SJIS, psql reads the bytes
+/// 0x95 0x5C as one character; the scanner (a model of psql's lexer, known
+/// to differ there) reads a backslash that escapes the quote after it, so
+/// the `\!` after the string passes the scanner; psql refuses it.
 #[test]
 fn a_meta_command_the_scanner_misses_is_refused_by_psql_itself() {
     let pg = Pg::shared();
     let sb = Sandbox::new();
-    let marker = sb.join("pwned-cr");
-    let hostile = edited(&sb, "toybox_20260110_030000.sql.gz", |sql| {
-        sql.replacen(
-            "CREATE SCHEMA game;",
-            &format!(
-                "-- a note\r\\! touch {}\nCREATE SCHEMA game;",
-                marker.display()
-            ),
-            1,
-        )
-    });
+    let marker = sb.join("pwned-sjis");
+    let sql = String::from_utf8(tb_testkit::gunzip(&dump().path)).unwrap();
+    let at = sql.find("CREATE SCHEMA game;").unwrap();
+    let mut bytes = sql.as_bytes()[..at].to_vec();
+    bytes.extend_from_slice(b"SET client_encoding = 'SJIS';\nSELECT E'\x95\\'; \\! touch ");
+    bytes.extend_from_slice(marker.to_str().unwrap().as_bytes());
+    bytes.extend_from_slice(b" -- ';\nSET client_encoding = 'UTF8';\n");
+    bytes.extend_from_slice(&sql.as_bytes()[at..]);
+    let hostile = sb.join("toybox_20260110_030000.sql.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&hostile).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&bytes).unwrap();
+    gz.finish().unwrap();
     for (how, out) in [
         ("file", restore(pg, &hostile, &["--dbname", "never9"])),
         ("stdin", {
@@ -1591,5 +1597,47 @@ fn the_catalog_check_finds_what_lets_a_load_see_other_tables() {
             .unwrap()
             .unwrap_or_default();
         assert!(got.contains(found), "{sql}: {got}");
+    }
+}
+
+/// The first session of a split load must end as a pg_dump dump leaves
+/// it: outside a transaction, with no temporary objects (a second session
+/// could not have them). Here the server runs more than psql and the
+/// scanner saw: an E-string continued on the next line keeps its escapes
+/// for the server only, so what follows its quote is SQL to the server and
+/// one `COMMENT` to them (hostile review 4). The restore stops, says why
+/// and what to do, and leaves nothing.
+#[test]
+fn a_first_session_that_ends_otherwise_than_pg_dumps_stops_the_restore() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    let (_, lines) = two_table_dump(pg, &sb, "gate_src");
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("CREATE TABLE public.t1"))
+        .unwrap();
+    for (hidden, says) in [
+        ("BEGIN;", "leaves a transaction open"),
+        ("CREATE TEMP TABLE tt (x int);", "makes temporary objects"),
+    ] {
+        let mut edited = lines.clone();
+        edited.splice(
+            first..first,
+            [
+                "COMMENT ON SCHEMA public IS E'x'".to_string(),
+                format!("'\\''; {hidden} -- ';"),
+            ],
+        );
+        let path = edited_dump(&sb, &edited, "", "");
+        let out = restore(pg, &path, &["--dbname", "gate_r"]);
+        let recs = failed(&out, "unsafe_archive", says);
+        assert!(
+            recs.iter().any(|r| r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--jobs 1"))),
+            "{recs:#?}"
+        );
+        assert!(!exists(pg, "gate_r"));
+        no_temporary_databases(pg, "gate_r");
     }
 }
