@@ -1595,7 +1595,7 @@ fn session_shape(t: &[u8]) -> bool {
             return false;
         }
         let name = &name[..name.len() - c.0.len()];
-        if !c.lit(b" = ") {
+        if !c.lit(b" = ") || (name != b"standard_conforming_strings" && !plain_setting(name)) {
             return false;
         }
         if name == b"standard_conforming_strings" {
@@ -1619,14 +1619,26 @@ fn session_shape(t: &[u8]) -> bool {
         }
     }
     c.lit(b"SELECT pg_catalog.set_config(")
-        && c.string(false)
-            .is_some_and(|n| !n.eq_ignore_ascii_case(b"standard_conforming_strings"))
+        && c.string(false).is_some_and(|n| plain_setting(&n))
         && c.lit(b", ")
         && c.string(false).is_some()
         && c.lit(b", ")
         && c.boolean()
         && c.lit(b");")
         && c.end()
+}
+
+/// A setting the data sessions can begin with as the first session ended
+/// (`pg_settings` shows it): not the role or session user, not a custom
+/// (dotted) one, not `standard_conforming_strings` (the lexer follows only
+/// pg_dump's own `SET` lines of it).
+fn plain_setting(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.contains(&b'.')
+        && !matches!(
+            lower.as_slice(),
+            b"role" | b"session_authorization" | b"standard_conforming_strings"
+        )
 }
 
 /// `SELECT pg_catalog.setval('name', N, true|false);` with literals only.

@@ -289,6 +289,9 @@ impl DumpInput {
         self.facts.as_ref().map(|f| f.tables.clone())
     }
 
+    /// The encoding the new database gets: the source database's (from
+    /// the manifest), else the dump's client encoding, but UTF8 for one no
+    /// database can have (`pg_dump -E SJIS`: psql converts it).
     fn encoding(&self) -> Option<String> {
         self.manifest
             .as_ref()
@@ -296,6 +299,15 @@ impl DumpInput {
             .and_then(|d| d.encoding.clone())
             .filter(|e| !e.is_empty())
             .or_else(|| self.facts.as_ref().and_then(|f| f.encoding.clone()))
+            .map(|e| {
+                if tb_shared::sqldump::CLIENT_ONLY_ENCODINGS
+                    .contains(&e.to_ascii_lowercase().as_str())
+                {
+                    "UTF8".to_string()
+                } else {
+                    e
+                }
+            })
     }
 
     fn pg_dump_version(&self) -> Option<String> {

@@ -123,17 +123,22 @@ impl Session {
 
     /// The query that ends the first session of a split load, once
     /// everything before the data was written: it prints the key, then (as
-    /// JSON) the settings the session made (`pg_settings` of source
-    /// `session`, as the server has them, whatever the dump's text looked
-    /// like), its temporary objects, and whether a transaction is open. A
+    /// JSON) the settings the session made (its session user and role,
+    /// which `pg_settings` does not show, first: a session authorization
+    /// resets the role; then `pg_settings` of source `session`, as the
+    /// server has them, whatever the dump's text looked like), its
+    /// temporary objects, and whether a transaction is open. A
     /// dump whose text psql read otherwise than the scanner (a string or
     /// comment left open) swallows it: no line.
     pub(crate) fn gate_query(&self) -> Option<String> {
         let (key, _) = self.gate.as_ref()?;
         Some(format!(
             "\nSELECT '{key}' || pg_catalog.json_build_object(\
-             'settings', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(s.name, s.setting) ORDER BY s.name), '[]') \
-             FROM pg_catalog.pg_settings s WHERE s.source = 'session'), \
+             'settings', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(x.n, x.v) ORDER BY x.o, x.n), '[]') FROM (\
+             SELECT 0 AS o, 'session_authorization' AS n, session_user::text AS v \
+             UNION ALL SELECT 1, 'role', CASE WHEN current_user = session_user THEN 'none' ELSE current_user::text END \
+             UNION ALL SELECT 2, s.name, s.setting FROM pg_catalog.pg_settings s \
+             WHERE s.source = 'session' AND s.name NOT IN ('role', 'session_authorization')) x), \
              'temp', (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()), \
              'xact', pg_catalog.txid_current_if_assigned() IS NOT NULL)::text;\n"
         ))

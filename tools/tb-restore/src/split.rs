@@ -705,6 +705,12 @@ mod tests {
             // standard_conforming_strings off by a name in capitals.
             "SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', false);\n".to_string(),
             "SET STANDARD_CONFORMING_STRINGS = off;\n".to_string(),
+            // Hostile review 5: settings pg_settings does not show, which
+            // the data sessions could not begin with.
+            "SELECT pg_catalog.set_config('tb.x', 'v', false);\n".to_string(),
+            "SELECT pg_catalog.set_config('role', 'alice', false);\n".to_string(),
+            "SELECT pg_catalog.set_config('Session_Authorization', 'alice', false);\n".to_string(),
+            "SET tb.x = 'v';\n".to_string(),
             // Attribute notation: `(y).cnt` calls cnt(y).
             "CREATE TYPE public.pt AS (v integer);\nCREATE FUNCTION public.cnt(public.pt) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$SELECT 1::bigint$$;\nCREATE TABLE public.g (x integer, y public.pt, n bigint GENERATED ALWAYS AS ((y).cnt) STORED);\n".to_string(),
             // earthdistance calls earth() by the search path: the dump's

@@ -1641,3 +1641,54 @@ fn a_first_session_that_ends_otherwise_than_pg_dumps_stops_the_restore() {
         no_temporary_databases(pg, "gate_r");
     }
 }
+
+/// `pg_dump -E SJIS` writes the dump in a client-only encoding, which no
+/// database can have: the new database is UTF8 (psql converts), and the
+/// text comes back as it was (creating an SJIS database failed: hostile
+/// review 5). psql reads SJIS by characters, so the load is one session.
+#[test]
+fn a_dump_in_a_client_only_encoding_restores_into_utf8() {
+    let pg = Pg::shared();
+    let sb = Sandbox::new();
+    pg.createdb("sjis_src");
+    pg.psql(
+        "sjis_src",
+        "CREATE TABLE a (id int, t text); CREATE TABLE b (id int, t text);
+         INSERT INTO a SELECT g, '表示 ソ 能 ' || g FROM generate_series(1, 2000) g;
+         INSERT INTO b SELECT g, 'ｶﾀｶﾅ 十 ' || g FROM generate_series(1, 2000) g;",
+    );
+    let mut c = Command::new("pg_dump");
+    pg.env(&mut c);
+    let sql = c.args(["-E", "SJIS", "-d", "sjis_src"]).output().unwrap();
+    assert!(sql.status.success());
+    assert!(
+        sql.stdout
+            .windows(30)
+            .any(|w| w == b"SET client_encoding = 'SJIS';\n".as_slice())
+    );
+    let path = sb.join("sjis_20260101_030000.sql.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&sql.stdout).unwrap();
+    gz.finish().unwrap();
+    let out = restore(pg, &path, &["--dbname", "sjis_dst"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no manifest beside"), "{err}");
+    assert_eq!(sessions(&out), 1);
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'sjis_dst'"
+        )
+        .trim(),
+        "UTF8"
+    );
+    assert_eq!(fingerprint(pg, "sjis_dst"), fingerprint(pg, "sjis_src"));
+    assert_eq!(
+        pg.psql("sjis_dst", "SELECT t FROM a WHERE id = 7").trim(),
+        "表示 ソ 能 7"
+    );
+}
