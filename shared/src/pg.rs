@@ -112,22 +112,7 @@ impl Running {
             }
         })?;
         let registered = signals::Child::register(child.id());
-        let stderr = child.stderr.take().map(|mut s| {
-            std::thread::spawn(move || {
-                // Keep the first 64 KiB: enough for any error, bounded.
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = s.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    if buf.len() < 64 << 10 {
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        });
+        let stderr = child.stderr.take().map(collect_stderr);
         Ok(Running {
             child,
             stderr,
@@ -341,6 +326,24 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let i = s.find(start)? + start.len();
     let rest = &s[i..];
     Some(rest.split(end).next().unwrap_or(rest))
+}
+
+/// Read a child's stderr to its end in a thread of its own, keeping the
+/// first 64 KiB: enough for any error, bounded.
+pub fn collect_stderr(mut s: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = s.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if buf.len() < 64 << 10 {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
 }
 
 #[cfg(test)]

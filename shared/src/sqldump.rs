@@ -663,8 +663,14 @@ impl DumpScanner {
                 // Data rows: find line ends fast, count tabs, keep 3 bytes.
                 let end = memchr::memchr(b'\n', data);
                 let piece = &data[..end.unwrap_or(data.len())];
-                self.line_tabs += memchr::memchr_iter(b'\t', piece).count() as u64;
-                self.nul_check(piece);
+                // Tabs counted and NUL bytes found in one pass.
+                for i in memchr::memchr2_iter(b'\t', 0, piece) {
+                    if piece[i] == b'\t' {
+                        self.line_tabs += 1;
+                    } else {
+                        self.nul_check(&piece[i..=i]);
+                    }
+                }
                 let room = 3usize.saturating_sub(self.line.len());
                 self.line.extend_from_slice(&piece[..room.min(piece.len())]);
                 self.line_len += piece.len();

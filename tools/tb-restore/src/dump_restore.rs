@@ -759,17 +759,23 @@ fn first_error(stderr: &str) -> Option<(Option<u64>, String)> {
     Some((line, msg))
 }
 
-/// Line `n` (1-based) of the dump, shortened: the statement psql stopped at.
-fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
-    let p = input.path.as_ref()?;
-    let f = std::fs::File::open(p).ok()?;
+/// The dump's plain SQL, read again from its file (to name a line).
+fn reread(input: &DumpInput) -> Option<io::BufReader<Box<dyn Read>>> {
+    let f = std::fs::File::open(input.path.as_ref()?).ok()?;
     let f: Box<dyn Read> = if input.plain {
         Box::new(f)
     } else {
         Box::new(flate2::read::MultiGzDecoder::new(f))
     };
-    let r = io::BufReader::new(f);
-    let line = r.split(b'\n').nth(n.checked_sub(1)? as usize)?.ok()?;
+    Some(io::BufReader::new(f))
+}
+
+/// Line `n` (1-based) of the dump, shortened: the statement psql stopped at.
+fn dump_line(input: &DumpInput, n: u64) -> Option<String> {
+    let line = reread(input)?
+        .split(b'\n')
+        .nth(n.checked_sub(1)? as usize)?
+        .ok()?;
     let s = String::from_utf8_lossy(&line).into_owned();
     Some(if s.chars().count() > 200 {
         format!("{}…", s.chars().take(200).collect::<String>())
@@ -793,15 +799,9 @@ fn copy_row(input: &DumpInput, end: u64, said: &str) -> Option<u64> {
         })?
         .parse()
         .ok()?;
-    let p = input.path.as_ref()?;
-    let f = std::fs::File::open(p).ok()?;
-    let f: Box<dyn Read> = if input.plain {
-        Box::new(f)
-    } else {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    };
+    let f = reread(input)?;
     let (mut copy_at, mut in_data) = (None, false);
-    for (i, l) in io::BufReader::new(f).split(b'\n').enumerate() {
+    for (i, l) in f.split(b'\n').enumerate() {
         let n = i as u64 + 1;
         let l = l.ok()?;
         let l = l.strip_suffix(b"\r").unwrap_or(&l);
@@ -907,42 +907,34 @@ impl Sink for MainSink<'_> {
         }
         // The data sessions begin as the first one ended: its settings, as
         // the server had them.
-        match first_session_state(self.session.gate_line()) {
+        let alone = match first_session_state(self.session.gate_line()) {
             Ok((settings, alone)) => {
                 self.settings.push_str(&settings);
-                if alone.is_some() {
-                    self.one_session = alone;
-                    self.session = Session::start(self.conn, &self.args(), Out::Ready)
-                        .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
-                    if !self.session.wait_ready() {
-                        self.gone = true;
-                    }
-                    return Ok(false);
-                }
+                alone
             }
             Err(why) => {
                 self.gone = true;
                 self.refused = Some(why);
                 return Ok(false);
             }
-        }
+        };
         // Asked before the data sessions connect (a server that takes one
         // more connection gives it to the main one).
-        let sees = match load_sees_other_tables(self.conn, &self.db) {
+        let alone = alone.or_else(|| match load_sees_other_tables(self.conn, &self.db) {
             Ok(None) => None,
             Ok(Some(what)) => Some(format!(
                 "the database holds, before the data, {what}: one table's rows could see another's as they load"
             )),
             Err(e) => Some(format!("the catalog could not be asked ({e:#})")),
-        };
+        });
         self.session = Session::start(self.conn, &self.args(), Out::Ready)
             .map_err(|e| io::Error::other(spawn_error(e, self.conn)))?;
         if !self.session.wait_ready() {
             self.gone = true;
             return Ok(false);
         }
-        if sees.is_some() {
-            self.one_session = sees;
+        if alone.is_some() {
+            self.one_session = alone;
             return Ok(false);
         }
         let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {

@@ -81,21 +81,7 @@ impl Session {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
         let registered = signals::Child::register(child.id());
-        let errs = child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                while let Ok(n) = e.read(&mut chunk) {
-                    if n == 0 {
-                        break;
-                    }
-                    if buf.len() < 64 << 10 {
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        });
+        let errs = child.stderr.take().map(tb_shared::pg::collect_stderr);
         let (mut ready, mut gate) = (None, None);
         if let Some(stdout) = child.stdout.take() {
             if out == Out::Ready {

@@ -82,17 +82,35 @@ fn with_before_trailer(sb: &Sandbox, sql: &str) -> PathBuf {
     })
 }
 
-/// A modified copy of the dump (decompressed, edited, gzipped), no manifest.
-fn edited(sb: &Sandbox, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let sql = String::from_utf8(tb_testkit::gunzip(&dump().path)).unwrap();
+/// `sql` gzipped into `name` in the sandbox (no manifest beside it).
+fn gz_dump(sb: &Sandbox, name: &str, sql: &[u8]) -> PathBuf {
     let out = sb.join(name);
     let mut gz = flate2::write::GzEncoder::new(
         std::fs::File::create(&out).unwrap(),
         flate2::Compression::fast(),
     );
-    gz.write_all(edit(sql).as_bytes()).unwrap();
+    gz.write_all(sql).unwrap();
     gz.finish().unwrap();
     out
+}
+
+/// pg_dump's own plain output of `db` (with `args`), gzipped into `name`.
+fn pg_dump_gz(pg: &Pg, sb: &Sandbox, db: &str, args: &[&str], name: &str) -> (PathBuf, Vec<u8>) {
+    let mut c = Command::new("pg_dump");
+    pg.env(&mut c);
+    let sql = c.args(args).args(["-d", db]).output().unwrap();
+    assert!(
+        sql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sql.stderr)
+    );
+    (gz_dump(sb, name, &sql.stdout), sql.stdout)
+}
+
+/// A modified copy of the dump (decompressed, edited, gzipped), no manifest.
+fn edited(sb: &Sandbox, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let sql = String::from_utf8(tb_testkit::gunzip(&dump().path)).unwrap();
+    gz_dump(sb, name, edit(sql).as_bytes())
 }
 
 #[test]
@@ -228,18 +246,12 @@ fn a_bad_row_in_either_sessions_data_is_named_by_its_line_in_the_dump() {
 
 /// A copy of a dump's `lines` with the line `from` replaced by `to`.
 fn edited_dump(sb: &Sandbox, lines: &[String], from: &str, to: &str) -> PathBuf {
-    let out = sb.join("split_20260101_030000.sql.gz");
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&out).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut sql = String::new();
     for l in lines {
-        let l = if l == from { to } else { l.as_str() };
-        gz.write_all(l.as_bytes()).unwrap();
-        gz.write_all(b"\n").unwrap();
+        sql.push_str(if l == from { to } else { l.as_str() });
+        sql.push('\n');
     }
-    gz.finish().unwrap();
-    out
+    gz_dump(sb, "split_20260101_030000.sql.gz", sql.as_bytes())
 }
 
 /// A dump that runs in one transaction (BEGIN after its settings) cannot
@@ -1193,13 +1205,7 @@ fn a_meta_command_the_scanner_misses_is_refused_by_psql_itself() {
     bytes.extend_from_slice(marker.to_str().unwrap().as_bytes());
     bytes.extend_from_slice(b" -- ';\nSET client_encoding = 'UTF8';\n");
     bytes.extend_from_slice(&sql.as_bytes()[at..]);
-    let hostile = sb.join("toybox_20260110_030000.sql.gz");
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&hostile).unwrap(),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&bytes).unwrap();
-    gz.finish().unwrap();
+    let hostile = gz_dump(&sb, "toybox_20260110_030000.sql.gz", &bytes);
     for (how, out) in [
         ("file", restore(pg, &hostile, &["--dbname", "never9"])),
         ("stdin", {
@@ -1446,17 +1452,13 @@ fn a_dump_of_inserts_restores_with_a_warning_that_rows_are_not_counted() {
         "ins_src",
         "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5);",
     );
-    let mut c = Command::new("pg_dump");
-    pg.env(&mut c);
-    let sql = c.args(["--inserts", "-d", "ins_src"]).output().unwrap();
-    assert!(sql.status.success());
-    let path = sb.join("ins_20260101_030000.sql.gz");
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&path).unwrap(),
-        flate2::Compression::fast(),
+    let (path, _) = pg_dump_gz(
+        pg,
+        &sb,
+        "ins_src",
+        &["--inserts"],
+        "ins_20260101_030000.sql.gz",
     );
-    gz.write_all(&sql.stdout).unwrap();
-    gz.finish().unwrap();
     let out = restore(pg, &path, &["--dbname", "ins_dst"]);
     let recs = records(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{recs:#?}");
@@ -1657,22 +1659,17 @@ fn a_dump_in_a_client_only_encoding_restores_into_utf8() {
          INSERT INTO a SELECT g, '表示 ソ 能 ' || g FROM generate_series(1, 2000) g;
          INSERT INTO b SELECT g, 'ｶﾀｶﾅ 十 ' || g FROM generate_series(1, 2000) g;",
     );
-    let mut c = Command::new("pg_dump");
-    pg.env(&mut c);
-    let sql = c.args(["-E", "SJIS", "-d", "sjis_src"]).output().unwrap();
-    assert!(sql.status.success());
+    let (path, sql) = pg_dump_gz(
+        pg,
+        &sb,
+        "sjis_src",
+        &["-E", "SJIS"],
+        "sjis_20260101_030000.sql.gz",
+    );
     assert!(
-        sql.stdout
-            .windows(30)
+        sql.windows(30)
             .any(|w| w == b"SET client_encoding = 'SJIS';\n".as_slice())
     );
-    let path = sb.join("sjis_20260101_030000.sql.gz");
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&path).unwrap(),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&sql.stdout).unwrap();
-    gz.finish().unwrap();
     let out = restore(pg, &path, &["--dbname", "sjis_dst"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
